@@ -1,0 +1,222 @@
+//! Configuration of the manager, its processes and its pools.
+//!
+//! Every struct is `Default` with public fields, so `..Default::default()` fills in what a
+//! caller leaves out. Durations are [`std::time::Duration`]; sizes are bytes.
+
+use std::time::Duration;
+
+use crate::wire::{DEFAULT_MAX_FRAME, DEFAULT_MAX_IN_FLIGHT};
+
+/// Where a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Isolation {
+    /// In the caller's runtime, on its threads: for tests. A panic is still caught per call.
+    None,
+    /// On a dedicated OS thread with its own tokio runtime. The default: fast, and a crash in
+    /// one call cannot stall the caller's runtime, but the process shares the caller's memory.
+    #[default]
+    Worker,
+    /// As a separate OS process running the process binary: full isolation, restartable,
+    /// measurable on its own.
+    Child,
+}
+
+/// How the manager talks to a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TransportKind {
+    /// The fastest local link: an inherited socketpair for a child, in-memory channels for a
+    /// worker or an in-process instance. The default.
+    #[default]
+    Ipc,
+    /// A unix domain socket in a private directory.
+    Unix,
+    /// A TCP socket, loopback by default.
+    Tcp,
+    /// WebSocket over HTTP/1.1.
+    Http,
+}
+
+/// How restart delays grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BackoffKind {
+    /// `initial * attempt`.
+    Linear,
+    /// `initial * 2^(attempt - 1)`. The default.
+    #[default]
+    Exponential,
+}
+
+/// The delay before each restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Backoff {
+    /// How the delay grows from one attempt to the next. Default: exponential.
+    pub kind: BackoffKind,
+    /// The delay before the first restart. Default: 100 ms.
+    pub initial: Duration,
+    /// The cap on any delay. Default: 10 s.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            kind: BackoffKind::Exponential,
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// When and how often a crashed process is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RestartPolicy {
+    /// Restart processes that crash. Default: `true`. A process stopped with `stop` or `kill`
+    /// is never restarted.
+    pub enabled: bool,
+    /// More than this many restarts within `window` mark the process failed for good.
+    /// Default: 5.
+    pub max_restarts: u32,
+    /// The sliding window `max_restarts` counts within. Default: 60 s.
+    pub window: Duration,
+    /// The delay before each restart. Default: exponential from 100 ms, capped at 10 s.
+    pub backoff: Backoff,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_restarts: 5,
+            window: Duration::from_secs(60),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Limits on what a process may use.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Resources {
+    /// Restart a child whose resident memory exceeds this many bytes. Default: no limit.
+    pub max_memory: Option<u64>,
+    /// A CPU budget in percent of one core. Default: no limit.
+    pub max_cpu: Option<f64>,
+    /// The default deadline of every call. Default: none (a call waits until the process
+    /// answers or dies).
+    pub timeout: Option<Duration>,
+}
+
+/// How health checks are polled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HealthCheckConfig {
+    /// Poll each process's `#[health_check]`. Default: `true`.
+    pub enabled: bool,
+    /// Time between two polls. Default: 10 s.
+    pub interval: Duration,
+    /// A poll that takes longer counts as a failure. Default: 5 s.
+    pub timeout: Duration,
+    /// Consecutive failures after which the process is unhealthy. Default: 3.
+    pub failure_threshold: u32,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            failure_threshold: 3,
+        }
+    }
+}
+
+/// What the manager observes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Monitoring {
+    /// Health polling. Default: see [`HealthCheckConfig`].
+    pub health_check: HealthCheckConfig,
+    /// Record per-call metrics. Default: `true`.
+    pub metrics: bool,
+    /// Emit a `tracing` span per call. Default: `false`.
+    pub tracing: bool,
+}
+
+impl Default for Monitoring {
+    fn default() -> Self {
+        Self {
+            health_check: HealthCheckConfig::default(),
+            metrics: true,
+            tracing: false,
+        }
+    }
+}
+
+/// Bounds on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Limits {
+    /// The largest frame either side sends or accepts, in bytes. A call whose arguments exceed
+    /// it fails with `Error::Protocol` before anything is sent. Default: 16 MiB.
+    pub max_frame_size: usize,
+    /// Calls in flight per connection; more wait for a free slot. Default: 1024.
+    pub max_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_size: DEFAULT_MAX_FRAME,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+}
+
+/// Configuration of a [`ProcessManager`](../../pm_runtime/struct.ProcessManager.html).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ProcessManagerConfig {
+    /// Where processes run unless a spawn says otherwise. Default: [`Isolation::Worker`].
+    pub isolation: Isolation,
+    /// How the manager talks to them unless a spawn says otherwise. Default:
+    /// [`TransportKind::Ipc`].
+    pub transport: TransportKind,
+    /// What happens when a process crashes.
+    pub restart_policy: RestartPolicy,
+    /// Limits on each process.
+    pub resources: Resources,
+    /// Health polling and metrics.
+    pub monitoring: Monitoring,
+    /// Frame size and in-flight bounds.
+    pub limits: Limits,
+}
+
+/// How a pool picks the member for each call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Strategy {
+    /// Each member in turn. The default.
+    #[default]
+    RoundRobin,
+    /// The member with the fewest calls in flight.
+    LeastLoaded,
+    /// A member chosen uniformly at random.
+    Random,
+    /// The less loaded of two members chosen at random.
+    PowerOfTwo,
+    /// The member with the lowest recent latency.
+    LeastLatency,
+}
+
+/// Options of a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolOptions {
+    /// How many members. Default: 4.
+    pub size: usize,
+    /// How calls are spread. Default: [`Strategy::RoundRobin`].
+    pub strategy: Strategy,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            size: 4,
+            strategy: Strategy::RoundRobin,
+        }
+    }
+}

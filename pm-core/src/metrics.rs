@@ -1,0 +1,31 @@
+//! Metrics of a process, measured on the manager's side of each call.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Call latency percentiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct LatencySummary {
+    /// The median.
+    pub p50: Duration,
+    /// The 95th percentile.
+    pub p95: Duration,
+    /// The 99th percentile.
+    pub p99: Duration,
+}
+
+/// What the manager measured of one process.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct ProcessMetrics {
+    /// CPU use in percent of one core since the previous sample.
+    pub cpu: f64,
+    /// Resident memory of the OS process hosting it, in bytes.
+    pub memory: u64,
+    /// Calls made.
+    pub requests: u64,
+    /// Calls that did not return `Ok` (application errors included).
+    pub errors: u64,
+    /// Latency of completed calls.
+    pub latency: LatencySummary,
+}

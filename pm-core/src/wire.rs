@@ -1,0 +1,665 @@
+//! The wire protocol: frames, their kinds, and the MessagePack payloads they carry.
+//!
+//! # Frame layout
+//!
+//! ```text
+//! +------------+--------+-------------+---------------------------+
+//! | len: u32BE | kind:u8| id: u64 BE  | payload (MessagePack)     |
+//! +------------+--------+-------------+---------------------------+
+//!               \________________ len bytes ____________________/
+//! ```
+//!
+//! `len` counts everything after itself and may not exceed the receiver's limit (16 MiB by
+//! default). Because `kind` and `id` sit at fixed offsets, a receiver can answer an oversized
+//! call with an error reply for its id while discarding its payload without buffering it.
+//!
+//! # Conversation
+//!
+//! 1. The client sends [`FrameKind::Hello`] with a [`Hello`] payload (protocol version and the
+//!    process's token); the process answers [`FrameKind::Welcome`] with its [`Welcome`]
+//!    identity, or [`FrameKind::Reject`] with a reason and closes.
+//! 2. The client sends [`FrameKind::Init`] with the dependencies; the process builds its
+//!    instance and answers [`FrameKind::ReplyOk`] or [`FrameKind::ReplyErr`] with the same id.
+//! 3. Calls: [`FrameKind::Call`] carries the method name, an optional deadline in milliseconds
+//!    and the arguments as one MessagePack array; replies carry the call's id and come in any
+//!    order. [`FrameKind::Cancel`] aborts a call in flight.
+//! 4. [`FrameKind::Shutdown`] asks the process to refuse new calls, run its shutdown hooks,
+//!    finish what is in flight within the given grace period, answer, and exit.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::error::{Error, RemoteError, RemoteErrorKind};
+
+/// The largest frame accepted unless configured otherwise: 16 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Calls in flight per connection unless configured otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// The protocol version both sides announce in the handshake.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Bytes of the length prefix.
+pub const LEN_PREFIX: usize = 4;
+/// Bytes of `kind` and `id`, the fixed part of every frame body.
+pub const BODY_HEADER: usize = 9;
+/// Bytes before the payload: length prefix, kind and id.
+pub const HEADER_LEN: usize = LEN_PREFIX + BODY_HEADER;
+
+/// What a frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// Client → process: protocol version and token.
+    Hello = 1,
+    /// Process → client: the process's identity.
+    Welcome = 2,
+    /// Process → client: the handshake was refused; the payload is the reason.
+    Reject = 3,
+    /// Client → process: the dependencies to build the instance from.
+    Init = 4,
+    /// Client → process: a method call.
+    Call = 10,
+    /// Process → client: a call's result.
+    ReplyOk = 11,
+    /// Process → client: a call's error, a [`RemoteError`].
+    ReplyErr = 12,
+    /// Client → process: abort the call with this id.
+    Cancel = 13,
+    /// Client → process: shut down gracefully; the payload is the grace period in ms.
+    Shutdown = 20,
+}
+
+impl TryFrom<u8> for FrameKind {
+    type Error = WireError;
+
+    fn try_from(value: u8) -> Result<Self, WireError> {
+        Ok(match value {
+            1 => Self::Hello,
+            2 => Self::Welcome,
+            3 => Self::Reject,
+            4 => Self::Init,
+            10 => Self::Call,
+            11 => Self::ReplyOk,
+            12 => Self::ReplyErr,
+            13 => Self::Cancel,
+            20 => Self::Shutdown,
+            other => return Err(WireError::UnknownKind(other)),
+        })
+    }
+}
+
+/// A frame that could not be built or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The frame's body would exceed the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The body's length, or a lower bound of it when encoding stopped early.
+        len: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// The kind byte names no known frame kind.
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    /// The length prefix is too short to hold a kind and an id.
+    #[error("frame body of {0} bytes is shorter than its 9-byte header")]
+    Truncated(usize),
+    /// The payload is not the MessagePack this kind of frame carries.
+    #[error("malformed payload: {0}")]
+    Malformed(String),
+    /// A value could not be encoded as MessagePack.
+    #[error("could not encode: {0}")]
+    Encode(String),
+}
+
+impl From<WireError> for Error {
+    fn from(err: WireError) -> Self {
+        Error::Protocol(err.to_string())
+    }
+}
+
+/// One complete frame in wire form. Cheap to clone (reference-counted bytes).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Frame {
+    wire: Bytes,
+    kind: FrameKind,
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frame")
+            .field("kind", &self.kind)
+            .field("id", &self.id())
+            .field("payload_len", &self.payload_len())
+            .finish()
+    }
+}
+
+impl Frame {
+    /// Checks and wraps a frame in wire form (length prefix included).
+    ///
+    /// Fails when the prefix disagrees with the length, the body is shorter than its header,
+    /// or the kind is unknown.
+    pub fn from_wire(wire: Bytes) -> Result<Self, WireError> {
+        if wire.len() < HEADER_LEN {
+            return Err(WireError::Truncated(wire.len().saturating_sub(LEN_PREFIX)));
+        }
+        let declared = u32::from_be_bytes([wire[0], wire[1], wire[2], wire[3]]) as usize;
+        if declared != wire.len() - LEN_PREFIX {
+            return Err(WireError::Malformed(format!(
+                "length prefix says {declared} bytes, frame has {}",
+                wire.len() - LEN_PREFIX
+            )));
+        }
+        let kind = FrameKind::try_from(wire[LEN_PREFIX])?;
+        Ok(Self { wire, kind })
+    }
+
+    /// A frame with no payload.
+    pub fn empty(kind: FrameKind, id: u64) -> Self {
+        let mut buf = BytesMut::with_capacity(HEADER_LEN);
+        buf.put_u32(BODY_HEADER as u32);
+        buf.put_u8(kind as u8);
+        buf.put_u64(id);
+        Self {
+            wire: buf.freeze(),
+            kind,
+        }
+    }
+
+    /// The frame's kind.
+    pub fn kind(&self) -> FrameKind {
+        self.kind
+    }
+
+    /// The call id (0 for frames outside a call).
+    pub fn id(&self) -> u64 {
+        let mut id = &self.wire[LEN_PREFIX + 1..HEADER_LEN];
+        id.get_u64()
+    }
+
+    /// The payload, without copying.
+    pub fn payload(&self) -> Bytes {
+        self.wire.slice(HEADER_LEN..)
+    }
+
+    /// The payload's length in bytes.
+    pub fn payload_len(&self) -> usize {
+        self.wire.len() - HEADER_LEN
+    }
+
+    /// The whole frame as it goes on the wire.
+    pub fn wire(&self) -> &Bytes {
+        &self.wire
+    }
+
+    /// Decodes the payload as one MessagePack value.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, WireError> {
+        rmp_serde::from_slice(&self.wire[HEADER_LEN..])
+            .map_err(|e| WireError::Malformed(e.to_string()))
+    }
+}
+
+/// An `io::Write` into a frame buffer that refuses to grow the body past the limit, so an
+/// oversized value is refused without first being encoded whole.
+struct LimitedWriter<'a> {
+    buf: &'a mut BytesMut,
+    max_wire: usize,
+    hit_limit: &'a mut bool,
+}
+
+impl io::Write for LimitedWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > self.max_wire {
+            *self.hit_limit = true;
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "frame limit reached"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds one frame: header first, then payload values, then [`FrameBuilder::finish`].
+#[derive(Debug)]
+pub struct FrameBuilder {
+    buf: BytesMut,
+    kind: FrameKind,
+    id: u64,
+    max: usize,
+    overflowed: bool,
+}
+
+impl FrameBuilder {
+    /// Starts a frame of `kind` for call `id` whose body may not exceed `max` bytes.
+    pub fn new(kind: FrameKind, id: u64, max: usize) -> Self {
+        let mut buf = BytesMut::with_capacity(64);
+        buf.put_bytes(0, HEADER_LEN);
+        Self {
+            buf,
+            kind,
+            id,
+            max,
+            overflowed: false,
+        }
+    }
+
+    fn writer(&mut self) -> LimitedWriter<'_> {
+        LimitedWriter {
+            max_wire: self.max.saturating_add(LEN_PREFIX),
+            buf: &mut self.buf,
+            hit_limit: &mut self.overflowed,
+        }
+    }
+
+    fn too_large(&self) -> WireError {
+        WireError::TooLarge {
+            len: self.buf.len() - LEN_PREFIX + 1,
+            max: self.max,
+        }
+    }
+
+    /// Appends a value as MessagePack (structs as arrays: compact, positional).
+    pub fn value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<&mut Self, WireError> {
+        let result = rmp_serde::encode::write(&mut self.writer(), value);
+        self.check(result.map_err(|e| e.to_string()))
+    }
+
+    /// Appends a value as MessagePack with field names (for handshake records that may grow).
+    pub fn named<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<&mut Self, WireError> {
+        let result = rmp_serde::encode::write_named(&mut self.writer(), value);
+        self.check(result.map_err(|e| e.to_string()))
+    }
+
+    /// Appends a MessagePack string.
+    pub fn str(&mut self, value: &str) -> Result<&mut Self, WireError> {
+        let result = rmp::encode::write_str(&mut self.writer(), value);
+        self.check(result.map_err(|e| e.to_string()))
+    }
+
+    /// Appends an optional unsigned integer (`nil` for `None`).
+    pub fn opt_u64(&mut self, value: Option<u64>) -> Result<&mut Self, WireError> {
+        let result = match value {
+            Some(v) => rmp::encode::write_uint(&mut self.writer(), v)
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            None => rmp::encode::write_nil(&mut self.writer()).map_err(|e| e.to_string()),
+        };
+        self.check(result)
+    }
+
+    /// Appends bytes that already are MessagePack.
+    pub fn raw(&mut self, msgpack: &[u8]) -> Result<&mut Self, WireError> {
+        let result = io::Write::write_all(&mut self.writer(), msgpack);
+        self.check(result.map_err(|e| e.to_string()))
+    }
+
+    fn check(&mut self, result: Result<(), String>) -> Result<&mut Self, WireError> {
+        match result {
+            Ok(()) if !self.overflowed => Ok(self),
+            _ if self.overflowed => Err(self.too_large()),
+            Ok(()) => Ok(self),
+            Err(message) => Err(WireError::Encode(message)),
+        }
+    }
+
+    /// Writes the header and returns the frame.
+    pub fn finish(mut self) -> Result<Frame, WireError> {
+        let body = self.buf.len() - LEN_PREFIX;
+        if self.overflowed || body > self.max {
+            return Err(self.too_large());
+        }
+        let len = u32::try_from(body).map_err(|_| self.too_large())?;
+        let mut header = &mut self.buf[..HEADER_LEN];
+        header.put_u32(len);
+        header.put_u8(self.kind as u8);
+        header.put_u64(self.id);
+        Ok(Frame {
+            wire: self.buf.freeze(),
+            kind: self.kind,
+        })
+    }
+}
+
+/// The client's first frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the client.
+    pub protocol: u32,
+    /// The process's secret token, proving the client may call it.
+    pub token: String,
+}
+
+/// The process's answer to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// [`PROTOCOL_VERSION`] of the process.
+    pub protocol: u32,
+    /// Name, version and method-table fingerprint.
+    pub identity: crate::schema::Identity,
+    /// The OS pid of the process hosting it.
+    pub pid: u32,
+}
+
+/// A decoded call, borrowing the method name from its frame.
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    /// The method to run.
+    pub method: &'a str,
+    /// Time left until the caller gives up, if it set a deadline.
+    pub deadline: Option<Duration>,
+    /// The arguments: one MessagePack array.
+    pub args: Bytes,
+}
+
+/// Encodes a call frame. Fails with [`WireError::TooLarge`] when the arguments push the frame
+/// past `max`, before anything is sent.
+pub fn encode_call<A: Serialize + ?Sized>(
+    id: u64,
+    method: &str,
+    deadline: Option<Duration>,
+    args: &A,
+    max: usize,
+) -> Result<Frame, WireError> {
+    let deadline_ms = deadline.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut builder = FrameBuilder::new(FrameKind::Call, id, max);
+    builder.str(method)?.opt_u64(deadline_ms)?.value(args)?;
+    builder.finish()
+}
+
+/// Decodes a call frame's payload.
+pub fn decode_call(frame: &Frame) -> Result<Call<'_>, WireError> {
+    let payload = &frame.wire()[HEADER_LEN..];
+    let (method, rest) = rmp::decode::read_str_from_slice(payload)
+        .map_err(|e| WireError::Malformed(format!("call without a method name: {e}")))?;
+    let mut reader: &[u8] = rest;
+    let deadline = match reader.first() {
+        Some(0xc0) => {
+            reader = &reader[1..];
+            None
+        }
+        Some(_) => {
+            let ms: u64 = rmp::decode::read_int(&mut reader)
+                .map_err(|e| WireError::Malformed(format!("call deadline: {e}")))?;
+            Some(Duration::from_millis(ms))
+        }
+        None => return Err(WireError::Malformed("call without a deadline field".into())),
+    };
+    let args_start = frame.wire().len() - reader.len();
+    Ok(Call {
+        method,
+        deadline,
+        args: frame.wire().slice(args_start..),
+    })
+}
+
+/// Encodes a successful reply carrying `value`.
+pub fn encode_reply<T: Serialize + ?Sized>(
+    id: u64,
+    value: &T,
+    max: usize,
+) -> Result<Frame, WireError> {
+    let mut builder = FrameBuilder::new(FrameKind::ReplyOk, id, max);
+    builder.value(value)?;
+    builder.finish()
+}
+
+/// Encodes a successful reply whose value is already MessagePack.
+pub fn encode_raw_reply(id: u64, msgpack: &[u8], max: usize) -> Result<Frame, WireError> {
+    let mut builder = FrameBuilder::new(FrameKind::ReplyOk, id, max);
+    builder.raw(msgpack)?;
+    builder.finish()
+}
+
+/// Encodes an error reply. An error too large for the limit (a huge message or payload) is
+/// cut down to its kind and a note, so the caller always hears back.
+pub fn encode_error(id: u64, error: &RemoteError, max: usize) -> Frame {
+    let mut builder = FrameBuilder::new(FrameKind::ReplyErr, id, max);
+    if builder.named(error).is_ok() {
+        if let Ok(frame) = builder.finish() {
+            return frame;
+        }
+    }
+    let fallback = RemoteError::new(
+        error.kind,
+        "the error reply exceeded the frame limit and was dropped",
+    );
+    let mut builder = FrameBuilder::new(FrameKind::ReplyErr, id, usize::MAX);
+    match builder.named(&fallback) {
+        Ok(_) => builder.finish().unwrap_or_else(|_| Frame::empty(FrameKind::ReplyErr, id)),
+        Err(_) => Frame::empty(FrameKind::ReplyErr, id),
+    }
+}
+
+/// Decodes an error reply's payload; a reply that does not decode becomes an
+/// [`RemoteErrorKind::Internal`] error saying so.
+pub fn decode_error(frame: &Frame) -> RemoteError {
+    frame.decode::<RemoteError>().unwrap_or_else(|e| {
+        RemoteError::new(
+            RemoteErrorKind::Internal,
+            format!("undecodable error reply: {e}"),
+        )
+    })
+}
+
+/// What a [`FrameDecoder`] found in the byte stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A complete frame within the limit.
+    Frame(Frame),
+    /// A frame over the limit. Its payload is being discarded without being buffered; the
+    /// receiver should answer its id with an error.
+    Oversize {
+        /// The raw kind byte.
+        kind: u8,
+        /// The frame's id.
+        id: u64,
+        /// The declared body length.
+        len: usize,
+    },
+}
+
+/// Splits a byte stream into frames, refusing oversized ones before allocating for them.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    max: usize,
+    skipping: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder accepting bodies up to `max` bytes.
+    pub fn new(max: usize) -> Self {
+        Self { max, skipping: 0 }
+    }
+
+    /// The limit in force.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Takes the next item out of `src`, or `Ok(None)` if more bytes are needed. Errors are
+    /// fatal for the stream: after one, the connection must be closed.
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, WireError> {
+        if self.skipping > 0 {
+            let n = self.skipping.min(src.len());
+            src.advance(n);
+            self.skipping -= n;
+            if self.skipping > 0 {
+                return Ok(None);
+            }
+        }
+        if src.len() < LEN_PREFIX {
+            src.reserve(HEADER_LEN);
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        if len < BODY_HEADER {
+            return Err(WireError::Truncated(len));
+        }
+        if len > self.max {
+            if src.len() < HEADER_LEN {
+                return Ok(None);
+            }
+            let kind = src[LEN_PREFIX];
+            let id = (&src[LEN_PREFIX + 1..HEADER_LEN]).get_u64();
+            src.advance(HEADER_LEN);
+            self.skipping = len - BODY_HEADER;
+            let n = self.skipping.min(src.len());
+            src.advance(n);
+            self.skipping -= n;
+            return Ok(Some(Incoming::Oversize { kind, id, len }));
+        }
+        let total = LEN_PREFIX + len;
+        if src.len() < total {
+            src.reserve(total - src.len());
+            return Ok(None);
+        }
+        let wire = src.split_to(total).freeze();
+        Frame::from_wire(wire).map(|frame| Some(Incoming::Frame(frame)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_round_trips_with_method_deadline_and_args() {
+        let frame = encode_call(7, "add", Some(Duration::from_millis(1500)), &(5i64, 3i64), 1024)
+            .expect("encodes");
+        assert_eq!(frame.kind(), FrameKind::Call);
+        assert_eq!(frame.id(), 7);
+        let call = decode_call(&frame).expect("decodes");
+        assert_eq!(call.method, "add");
+        assert_eq!(call.deadline, Some(Duration::from_millis(1500)));
+        let args: (i64, i64) = rmp_serde::from_slice(&call.args).expect("args decode");
+        assert_eq!(args, (5, 3));
+    }
+
+    #[test]
+    fn call_without_deadline_decodes_as_none() {
+        let frame = encode_call(1, "ping", None, &(), 1024).expect("encodes");
+        let call = decode_call(&frame).expect("decodes");
+        assert_eq!(call.deadline, None);
+        assert_eq!(call.method, "ping");
+    }
+
+    #[test]
+    fn oversized_arguments_are_refused_while_encoding() {
+        let big = vec![0u8; 4096];
+        let err = encode_call(1, "put", None, &(serde_bytes_like(&big),), 1024).unwrap_err();
+        assert!(matches!(err, WireError::TooLarge { max: 1024, .. }), "{err:?}");
+    }
+
+    fn serde_bytes_like(data: &[u8]) -> Bytes {
+        Bytes::copy_from_slice(data)
+    }
+
+    #[test]
+    fn decoder_splits_a_stream_into_frames() {
+        let a = encode_call(1, "a", None, &(1,), 1024).expect("encodes");
+        let b = encode_reply(2, &"hello", 1024).expect("encodes");
+        let mut stream = BytesMut::new();
+        stream.extend_from_slice(a.wire());
+        stream.extend_from_slice(b.wire());
+        let mut decoder = FrameDecoder::new(1024);
+        assert_eq!(decoder.decode(&mut stream), Ok(Some(Incoming::Frame(a))));
+        assert_eq!(decoder.decode(&mut stream), Ok(Some(Incoming::Frame(b))));
+        assert_eq!(decoder.decode(&mut stream), Ok(None));
+    }
+
+    #[test]
+    fn decoder_waits_for_a_partial_frame() {
+        let a = encode_call(1, "a", None, &(1,), 1024).expect("encodes");
+        let mut decoder = FrameDecoder::new(1024);
+        let mut stream = BytesMut::from(&a.wire()[..5]);
+        assert_eq!(decoder.decode(&mut stream), Ok(None));
+        stream.extend_from_slice(&a.wire()[5..]);
+        assert_eq!(decoder.decode(&mut stream), Ok(Some(Incoming::Frame(a))));
+    }
+
+    #[test]
+    fn decoder_reports_and_skips_an_oversized_frame_then_reads_the_next() {
+        let big = encode_call(9, "put", None, &(Bytes::from(vec![7u8; 300]),), 4096)
+            .expect("encodes");
+        let small = encode_call(10, "get", None, &(), 4096).expect("encodes");
+        let mut decoder = FrameDecoder::new(100);
+        let mut stream = BytesMut::new();
+        // the oversized frame arrives in pieces
+        stream.extend_from_slice(&big.wire()[..20]);
+        let first = decoder.decode(&mut stream).expect("no error");
+        assert!(matches!(
+            first,
+            Some(Incoming::Oversize { id: 9, kind: 10, .. })
+        ));
+        assert_eq!(decoder.decode(&mut stream), Ok(None));
+        stream.extend_from_slice(&big.wire()[20..]);
+        stream.extend_from_slice(small.wire());
+        assert_eq!(
+            decoder.decode(&mut stream),
+            Ok(Some(Incoming::Frame(small)))
+        );
+    }
+
+    #[test]
+    fn decoder_does_not_reserve_memory_for_a_huge_length_prefix() {
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        let mut stream = BytesMut::new();
+        stream.put_u32(u32::MAX);
+        stream.put_u8(10);
+        stream.put_u64(1);
+        let item = decoder.decode(&mut stream).expect("no error");
+        assert!(matches!(item, Some(Incoming::Oversize { len, .. }) if len == u32::MAX as usize));
+        assert!(stream.capacity() < 1024 * 1024);
+    }
+
+    #[test]
+    fn decoder_rejects_a_body_shorter_than_its_header() {
+        let mut decoder = FrameDecoder::new(1024);
+        let mut stream = BytesMut::new();
+        stream.put_u32(3);
+        stream.put_bytes(0, 3);
+        assert_eq!(decoder.decode(&mut stream), Err(WireError::Truncated(3)));
+    }
+
+    #[test]
+    fn unknown_frame_kind_is_an_error() {
+        let mut stream = BytesMut::new();
+        stream.put_u32(9);
+        stream.put_u8(99);
+        stream.put_u64(1);
+        let mut decoder = FrameDecoder::new(1024);
+        assert_eq!(decoder.decode(&mut stream), Err(WireError::UnknownKind(99)));
+    }
+
+    #[test]
+    fn error_reply_round_trips() {
+        let err = RemoteError::new(RemoteErrorKind::Panic, "boom");
+        let frame = encode_error(3, &err, 1024);
+        assert_eq!(frame.kind(), FrameKind::ReplyErr);
+        assert_eq!(decode_error(&frame), err);
+    }
+
+    #[test]
+    fn an_error_reply_too_large_for_the_limit_still_reaches_the_caller() {
+        let err = RemoteError::new(RemoteErrorKind::Application, "x".repeat(10_000));
+        let frame = encode_error(3, &err, 1024);
+        let back = decode_error(&frame);
+        assert_eq!(back.kind, RemoteErrorKind::Application);
+        assert!(back.message.contains("exceeded the frame limit"));
+    }
+
+    #[test]
+    fn malformed_call_payload_is_reported() {
+        let mut builder = FrameBuilder::new(FrameKind::Call, 1, 1024);
+        builder.raw(&[0xc1]).expect("fits");
+        let frame = builder.finish().expect("fits");
+        assert!(matches!(decode_call(&frame), Err(WireError::Malformed(_))));
+    }
+}
