@@ -1,1 +1,111 @@
-//! x
+//! Example processes for Titan PM, used by the demos, the benchmark and the end-to-end tests.
+//!
+//! Each type here has a binary in `src/bin/` whose whole `main` is
+//! `pm_runtime::process_main!(Type)`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use pm_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// An arithmetic error, returned as a typed application error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MathError {
+    /// The divisor was zero.
+    DivisionByZero {
+        /// The dividend.
+        dividend: i64,
+    },
+    /// The result does not fit in an `i64`.
+    Overflow,
+}
+
+impl std::fmt::Display for MathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MathError::DivisionByZero { dividend } => write!(f, "cannot divide {dividend} by zero"),
+            MathError::Overflow => f.write_str("the result overflows an i64"),
+        }
+    }
+}
+
+/// A calculator: the quickstart's process.
+#[derive(Debug, Default)]
+pub struct Calculator {
+    calls: AtomicU64,
+}
+
+#[process(name = "calculator", version = "1.0.0")]
+impl Calculator {
+    /// Adds two numbers.
+    #[public]
+    pub async fn add(&self, a: i64, b: i64) -> i64 {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        a + b
+    }
+
+    /// Divides `a` by `b`, failing with a typed [`MathError`] when `b` is zero.
+    #[public]
+    pub async fn div(&self, a: i64, b: i64) -> Result<i64, MathError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if b == 0 {
+            return Err(MathError::DivisionByZero { dividend: a });
+        }
+        a.checked_div(b).ok_or(MathError::Overflow)
+    }
+
+    /// The OS pid of the process serving the call.
+    #[public]
+    pub async fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    /// Panics with `message`, to show that a panic becomes an error and the process goes on.
+    #[public]
+    pub async fn panic(&self, message: String) -> i64 {
+        panic!("{message}")
+    }
+
+    /// Sleeps for `millis` milliseconds, then answers `millis`.
+    #[public]
+    pub async fn sleep(&self, millis: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        millis
+    }
+
+    /// Echoes bytes back (for payload-size tests and benchmarks).
+    #[public]
+    pub async fn echo(&self, data: Vec<u8>) -> usize {
+        data.len()
+    }
+
+    /// How many `add` and `div` calls this instance served.
+    #[public]
+    pub async fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Healthy while it can count.
+    #[health_check]
+    pub async fn health(&self) -> HealthStatus {
+        HealthStatus::healthy().with_check("arithmetic", CheckStatus::Pass, None)
+    }
+}
+
+/// Finds a binary built next to the running executable (in the same target directory), as
+/// demos do to find the process binaries they spawn.
+pub fn sibling_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let mut dir = exe.parent()?.to_path_buf();
+    // Examples, tests and benches run from `target/<profile>/{examples,deps}`.
+    if matches!(
+        dir.file_name().and_then(|n| n.to_str()),
+        Some("examples" | "deps")
+    ) {
+        dir.pop();
+    }
+    let candidate = dir.join(name);
+    candidate.is_file().then_some(candidate)
+}

@@ -156,7 +156,9 @@ mod tests {
 
     #[test]
     fn remote_payload_decodes_an_application_error() {
-        let payload = rmp_serde::to_vec(&"disk full".to_string()).map(Bytes::from).ok();
+        let payload = rmp_serde::to_vec(&"disk full".to_string())
+            .map(Bytes::from)
+            .ok();
         let err = Error::Remote {
             method: "save".into(),
             error: RemoteError {

@@ -112,7 +112,8 @@ mod tests {
 
     #[test]
     fn health_status_round_trips_through_messagepack() {
-        let report = HealthStatus::degraded().with_check("db", CheckStatus::Warn, Some("slow".into()));
+        let report =
+            HealthStatus::degraded().with_check("db", CheckStatus::Warn, Some("slow".into()));
         let bytes = rmp_serde::to_vec(&report).expect("encodes");
         let back: HealthStatus = rmp_serde::from_slice(&bytes).expect("decodes");
         assert_eq!(back, report);

@@ -101,7 +101,10 @@ mod tests {
             args: &["i32", "i64"],
             ..ADD
         };
-        let renamed = MethodInfo { name: "plus", ..ADD };
+        let renamed = MethodInfo {
+            name: "plus",
+            ..ADD
+        };
         let base = fingerprint(&[ADD]);
         assert_ne!(base, fingerprint(&[retyped]));
         assert_ne!(base, fingerprint(&[renamed]));

@@ -215,7 +215,10 @@ impl io::Write for LimitedWriter<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.buf.len() + data.len() > self.max_wire {
             *self.hit_limit = true;
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "frame limit reached"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "frame limit reached",
+            ));
         }
         self.buf.extend_from_slice(data);
         Ok(data.len())
@@ -327,6 +330,49 @@ impl FrameBuilder {
     }
 }
 
+/// Encodes one value as MessagePack on its own (not in a frame), refusing to produce more
+/// than `max` bytes: an oversized value fails with [`WireError::TooLarge`] without being
+/// encoded whole.
+pub fn encode_value<T: Serialize + ?Sized>(value: &T, max: usize) -> Result<Bytes, WireError> {
+    let mut buf = BytesMut::with_capacity(64);
+    let mut hit_limit = false;
+    let result = rmp_serde::encode::write(
+        &mut LimitedWriter {
+            buf: &mut buf,
+            max_wire: max,
+            hit_limit: &mut hit_limit,
+        },
+        value,
+    );
+    match result {
+        _ if hit_limit => Err(WireError::TooLarge {
+            len: buf.len() + 1,
+            max,
+        }),
+        Ok(()) => Ok(buf.freeze()),
+        Err(err) => Err(WireError::Encode(err.to_string())),
+    }
+}
+
+/// Bytes a call frame needs besides its arguments: header, method name and deadline.
+pub fn call_overhead(method: &str) -> usize {
+    BODY_HEADER + 5 + method.len() + 9
+}
+
+/// Encodes a call frame around arguments already encoded as MessagePack.
+pub fn encode_call_raw(
+    id: u64,
+    method: &str,
+    deadline: Option<Duration>,
+    args: &[u8],
+    max: usize,
+) -> Result<Frame, WireError> {
+    let deadline_ms = deadline.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut builder = FrameBuilder::new(FrameKind::Call, id, max);
+    builder.str(method)?.opt_u64(deadline_ms)?.raw(args)?;
+    builder.finish()
+}
+
 /// The client's first frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
@@ -432,7 +478,9 @@ pub fn encode_error(id: u64, error: &RemoteError, max: usize) -> Frame {
     );
     let mut builder = FrameBuilder::new(FrameKind::ReplyErr, id, usize::MAX);
     match builder.named(&fallback) {
-        Ok(_) => builder.finish().unwrap_or_else(|_| Frame::empty(FrameKind::ReplyErr, id)),
+        Ok(_) => builder
+            .finish()
+            .unwrap_or_else(|_| Frame::empty(FrameKind::ReplyErr, id)),
         Err(_) => Frame::empty(FrameKind::ReplyErr, id),
     }
 }
@@ -531,8 +579,14 @@ mod tests {
 
     #[test]
     fn call_round_trips_with_method_deadline_and_args() {
-        let frame = encode_call(7, "add", Some(Duration::from_millis(1500)), &(5i64, 3i64), 1024)
-            .expect("encodes");
+        let frame = encode_call(
+            7,
+            "add",
+            Some(Duration::from_millis(1500)),
+            &(5i64, 3i64),
+            1024,
+        )
+        .expect("encodes");
         assert_eq!(frame.kind(), FrameKind::Call);
         assert_eq!(frame.id(), 7);
         let call = decode_call(&frame).expect("decodes");
@@ -554,11 +608,34 @@ mod tests {
     fn oversized_arguments_are_refused_while_encoding() {
         let big = vec![0u8; 4096];
         let err = encode_call(1, "put", None, &(serde_bytes_like(&big),), 1024).unwrap_err();
-        assert!(matches!(err, WireError::TooLarge { max: 1024, .. }), "{err:?}");
+        assert!(
+            matches!(err, WireError::TooLarge { max: 1024, .. }),
+            "{err:?}"
+        );
     }
 
     fn serde_bytes_like(data: &[u8]) -> Bytes {
         Bytes::copy_from_slice(data)
+    }
+
+    #[test]
+    fn encode_value_refuses_a_value_past_the_limit() {
+        let small = encode_value(&(1u8, "hi"), 100).expect("fits");
+        assert_eq!(
+            rmp_serde::from_slice::<(u8, String)>(&small).expect("decodes"),
+            (1, "hi".into())
+        );
+        let err = encode_value(&(Bytes::from(vec![0u8; 500]),), 100).unwrap_err();
+        assert!(matches!(err, WireError::TooLarge { max: 100, .. }));
+    }
+
+    #[test]
+    fn raw_call_matches_typed_call() {
+        let args = encode_value(&(5i64, 3i64), 1024).expect("fits");
+        let raw = encode_call_raw(1, "add", None, &args, 1024).expect("fits");
+        let typed = encode_call(1, "add", None, &(5i64, 3i64), 1024).expect("fits");
+        assert_eq!(raw, typed);
+        assert!(raw.payload_len() + BODY_HEADER <= call_overhead("add") + args.len());
     }
 
     #[test]
@@ -586,8 +663,8 @@ mod tests {
 
     #[test]
     fn decoder_reports_and_skips_an_oversized_frame_then_reads_the_next() {
-        let big = encode_call(9, "put", None, &(Bytes::from(vec![7u8; 300]),), 4096)
-            .expect("encodes");
+        let big =
+            encode_call(9, "put", None, &(Bytes::from(vec![7u8; 300]),), 4096).expect("encodes");
         let small = encode_call(10, "get", None, &(), 4096).expect("encodes");
         let mut decoder = FrameDecoder::new(100);
         let mut stream = BytesMut::new();
@@ -596,7 +673,11 @@ mod tests {
         let first = decoder.decode(&mut stream).expect("no error");
         assert!(matches!(
             first,
-            Some(Incoming::Oversize { id: 9, kind: 10, .. })
+            Some(Incoming::Oversize {
+                id: 9,
+                kind: 10,
+                ..
+            })
         ));
         assert_eq!(decoder.decode(&mut stream), Ok(None));
         stream.extend_from_slice(&big.wire()[20..]);

@@ -1,0 +1,202 @@
+//! Parsing: the attribute's arguments and a borrowed model of the `impl` block.
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, ExprLit, ImplItem, ImplItemFn, ItemImpl, Lit, LitStr, Meta, Token};
+
+use crate::ctxt::Ctxt;
+
+/// The keys `#[process(...)]` accepts.
+pub(crate) const KEYS: &str = "`name`, `version`, `crate`";
+
+/// The arguments of `#[process(...)]`.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) name: Option<LitStr>,
+    pub(crate) version: Option<LitStr>,
+    pub(crate) krate: Option<syn::Path>,
+}
+
+fn string_value(cx: &Ctxt, key: &str, value: &Expr) -> Option<LitStr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Some(lit.clone()),
+        other => {
+            cx.error_spanned_by(
+                other,
+                format!("`{key}` takes a string literal, e.g. `{key} = \"...\"`"),
+            );
+            None
+        }
+    }
+}
+
+/// Parses `name = "...", version = "...", crate = "..."`, reporting unknown, duplicate and
+/// malformed keys.
+pub(crate) fn parse_args(cx: &Ctxt, tokens: TokenStream) -> Args {
+    let mut args = Args::default();
+    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens) {
+        Ok(metas) => metas,
+        Err(err) => {
+            cx.syn_error(syn::Error::new(
+                err.span(),
+                format!("expected `key = \"value\"` pairs with the keys {KEYS}: {err}"),
+            ));
+            return args;
+        }
+    };
+    for meta in metas {
+        let Meta::NameValue(pair) = &meta else {
+            cx.error_spanned_by(
+                &meta,
+                format!("expected `key = \"value\"`; the keys are {KEYS}"),
+            );
+            continue;
+        };
+        let key = pair
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match key.as_str() {
+            "name" | "version" | "crate" => {}
+            _ => {
+                let shown = quote::ToTokens::to_token_stream(&pair.path)
+                    .to_string()
+                    .replace(' ', "");
+                cx.error_spanned_by(
+                    &pair.path,
+                    format!("unknown key `{shown}`; the keys are {KEYS}"),
+                );
+                continue;
+            }
+        }
+        let Some(value) = string_value(cx, &key, &pair.value) else {
+            continue;
+        };
+        let duplicate = match key.as_str() {
+            "name" => args.name.replace(value).is_some(),
+            "version" => args.version.replace(value).is_some(),
+            _ => match value.parse::<syn::Path>() {
+                Ok(path) => args.krate.replace(path).is_some(),
+                Err(_) => {
+                    cx.error_spanned_by(
+                        &value,
+                        "`crate` takes a path, e.g. `crate = \"my_crate::pm\"`",
+                    );
+                    false
+                }
+            },
+        };
+        if duplicate {
+            cx.error_spanned_by(&pair.path, format!("`{key}` is given twice"));
+        }
+    }
+    args
+}
+
+/// What a marked method is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Public,
+    HealthCheck,
+    OnShutdown,
+}
+
+impl Role {
+    pub(crate) fn attribute(self) -> &'static str {
+        match self {
+            Role::Public => "#[public]",
+            Role::HealthCheck => "#[health_check]",
+            Role::OnShutdown => "#[on_shutdown]",
+        }
+    }
+}
+
+fn role_of(attr: &Attribute) -> Option<Role> {
+    let last = attr.path().segments.last()?;
+    match last.ident.to_string().as_str() {
+        "public" => Some(Role::Public),
+        "health_check" => Some(Role::HealthCheck),
+        "on_shutdown" => Some(Role::OnShutdown),
+        _ => None,
+    }
+}
+
+/// A method carrying one of our attributes.
+pub(crate) struct Marked<'a> {
+    pub(crate) func: &'a ImplItemFn,
+    pub(crate) role: Role,
+    pub(crate) attr: &'a Attribute,
+}
+
+/// The `impl` block, seen through what `#[process]` cares about.
+pub(crate) struct Model<'a> {
+    pub(crate) item: &'a ItemImpl,
+    pub(crate) marked: Vec<Marked<'a>>,
+    /// A receiver-less associated `fn init`.
+    pub(crate) init: Option<&'a ImplItemFn>,
+}
+
+/// Builds the model, reporting attributes that are misused on their own (arguments, two
+/// roles on one method).
+pub(crate) fn parse_model<'a>(cx: &Ctxt, item: &'a ItemImpl) -> Model<'a> {
+    let mut marked = Vec::new();
+    let mut init = None;
+    for impl_item in &item.items {
+        let ImplItem::Fn(func) = impl_item else {
+            continue;
+        };
+        let mut role: Option<(Role, &Attribute)> = None;
+        for attr in &func.attrs {
+            let Some(this) = role_of(attr) else {
+                continue;
+            };
+            if !matches!(attr.meta, Meta::Path(_)) {
+                cx.error_spanned_by(
+                    &attr.meta,
+                    format!("{} takes no arguments", this.attribute()),
+                );
+            }
+            if let Some((first, _)) = role {
+                cx.error_spanned_by(
+                    attr,
+                    format!(
+                        "a method has at most one role: it is already {}",
+                        first.attribute()
+                    ),
+                );
+                continue;
+            }
+            role = Some((this, attr));
+        }
+        match role {
+            Some((role, attr)) => marked.push(Marked { func, role, attr }),
+            None if func.sig.ident == "init" && func.sig.receiver().is_none() => {
+                init = Some(func);
+            }
+            None => {}
+        }
+    }
+    Model { item, marked, init }
+}
+
+/// Whether an attribute is one of ours (to strip it from the emitted `impl`).
+pub(crate) fn is_ours(attr: &Attribute) -> bool {
+    role_of(attr).is_some()
+}
+
+/// The span to blame when `#[process]` is on something that is not an inherent `impl`.
+pub(crate) fn wrong_item(item: &syn::Item) -> (Span, &'static str) {
+    match item {
+        syn::Item::Struct(s) => (s.struct_token.span, "a struct"),
+        syn::Item::Enum(e) => (e.enum_token.span, "an enum"),
+        syn::Item::Trait(t) => (t.trait_token.span, "a trait"),
+        syn::Item::Fn(f) => (f.sig.fn_token.span, "a function"),
+        syn::Item::Mod(m) => (m.mod_token.span, "a module"),
+        other => (other.span(), "this item"),
+    }
+}

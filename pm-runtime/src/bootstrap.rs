@@ -1,0 +1,121 @@
+//! How a manager tells a child process where its connection is and what token to expect.
+//!
+//! The bootstrap travels in one environment variable, never on the command line (where other
+//! users could read the token from `/proc/*/cmdline`). The child removes it from its
+//! environment before starting anything, so its own children do not inherit it.
+
+use std::fmt;
+
+use crate::token::Token;
+
+/// The environment variable carrying the bootstrap.
+pub(crate) const BOOTSTRAP_ENV: &str = "TITAN_PM_BOOTSTRAP";
+/// The descriptor number the child's end of the socketpair is placed on.
+pub(crate) const CHILD_FD: i32 = 3;
+
+/// What a child needs to serve its manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Bootstrap {
+    pub(crate) fd: i32,
+    pub(crate) token: Token,
+    pub(crate) max_frame: usize,
+    pub(crate) max_in_flight: usize,
+}
+
+impl Bootstrap {
+    /// Encodes for the environment: `v1;fd=3;token=..;max_frame=..;max_in_flight=..`.
+    pub(crate) fn encode(&self) -> String {
+        format!(
+            "v1;fd={};token={};max_frame={};max_in_flight={}",
+            self.fd,
+            self.token.as_str(),
+            self.max_frame,
+            self.max_in_flight
+        )
+    }
+
+    /// Parses what [`Bootstrap::encode`] wrote.
+    pub(crate) fn parse(text: &str) -> Result<Self, BootstrapError> {
+        let mut parts = text.split(';');
+        if parts.next() != Some("v1") {
+            return Err(BootstrapError(format!(
+                "unsupported bootstrap format `{text}`: was this binary built with another \
+                 version of pm-runtime than the manager?"
+            )));
+        }
+        let (mut fd, mut token, mut max_frame, mut max_in_flight) = (None, None, None, None);
+        for part in parts {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| BootstrapError(format!("malformed bootstrap entry `{part}`")))?;
+            let number = || {
+                value
+                    .parse::<usize>()
+                    .map_err(|_| BootstrapError(format!("bootstrap `{key}` is not a number")))
+            };
+            match key {
+                "fd" => {
+                    fd = Some(
+                        i32::try_from(number()?)
+                            .map_err(|_| BootstrapError("bootstrap fd out of range".into()))?,
+                    )
+                }
+                "token" => token = Some(Token::from_string(value.to_owned())),
+                "max_frame" => max_frame = Some(number()?),
+                "max_in_flight" => max_in_flight = Some(number()?),
+                _ => {}
+            }
+        }
+        let missing = |what: &str| BootstrapError(format!("bootstrap lacks `{what}`"));
+        Ok(Self {
+            fd: fd.ok_or_else(|| missing("fd"))?,
+            token: token.ok_or_else(|| missing("token"))?,
+            max_frame: max_frame.ok_or_else(|| missing("max_frame"))?,
+            max_in_flight: max_in_flight
+                .ok_or_else(|| missing("max_in_flight"))?
+                .max(1),
+        })
+    }
+}
+
+/// A bootstrap that is missing or cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BootstrapError(pub(crate) String);
+
+impl fmt::Display for BootstrapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_round_trips_through_its_text_form() {
+        let bootstrap = Bootstrap {
+            fd: 3,
+            token: Token::from_string("00ff".into()),
+            max_frame: 1024,
+            max_in_flight: 8,
+        };
+        assert_eq!(Bootstrap::parse(&bootstrap.encode()), Ok(bootstrap));
+    }
+
+    #[test]
+    fn bootstrap_errors_name_what_is_wrong() {
+        assert!(Bootstrap::parse("v9;fd=3")
+            .unwrap_err()
+            .0
+            .contains("unsupported"));
+        assert!(Bootstrap::parse("v1;fd=x")
+            .unwrap_err()
+            .0
+            .contains("`fd` is not a number"));
+        assert!(Bootstrap::parse("v1;fd=3")
+            .unwrap_err()
+            .0
+            .contains("lacks `token`"));
+    }
+}

@@ -1,0 +1,538 @@
+//! One managed process: its incarnations, its link for callers, and its supervision.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pm_core::wire::Frame;
+use pm_core::{Error, Identity, ProcessId, ProcessInfo, ProcessState};
+use tokio::sync::{broadcast, watch, Notify};
+
+use crate::caller::Invoke;
+use crate::events::ProcessEvent;
+use crate::metrics::{CallStats, ResourceSampler};
+use crate::process::BoxFuture;
+use crate::rpc::client::RpcConnection;
+use crate::rpc::handshake::handshake;
+use crate::spawn::{child::signal_group, Control, LaunchSpec, Launched};
+use crate::supervisor::{Decision, RestartTracker};
+
+/// How long a process may take from start to the end of its `init`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a child has, after its shutdown reply or a SIGTERM, to exit by itself.
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+
+/// What callers see of a process right now.
+#[derive(Debug, Clone)]
+pub(crate) enum Link {
+    /// Serving over this connection.
+    Up(Arc<RpcConnection>),
+    /// Starting or restarting: wait.
+    Down,
+    /// Ended for good: fail with this error.
+    Gone(Error),
+}
+
+/// The running incarnation.
+#[derive(Debug)]
+struct Incarnation {
+    rpc: Arc<RpcConnection>,
+    exit: watch::Receiver<Option<String>>,
+    control: Control,
+}
+
+#[derive(Debug)]
+struct Status {
+    state: ProcessState,
+    pid: Option<u32>,
+    restarts: u32,
+    up_since: Option<Instant>,
+}
+
+/// Starts one incarnation of the process's type; `launch::<P>` for the spawned `P`.
+pub(crate) type Launcher = fn(&LaunchSpec) -> Result<Launched, Error>;
+
+/// Everything the manager keeps about one process.
+pub(crate) struct Managed {
+    pub(crate) id: ProcessId,
+    pub(crate) name: String,
+    pub(crate) identity: Identity,
+    spec: LaunchSpec,
+    launcher: Launcher,
+    dependencies: Bytes,
+    pub(crate) default_timeout: Option<Duration>,
+    link: watch::Sender<Link>,
+    status: Mutex<Status>,
+    incarnation: tokio::sync::Mutex<Option<Incarnation>>,
+    tracker: Mutex<RestartTracker>,
+    stopping: AtomicBool,
+    stop_signal: Notify,
+    events: broadcast::Sender<ProcessEvent>,
+    pub(crate) stats: CallStats,
+    pub(crate) sampler: ResourceSampler,
+}
+
+impl std::fmt::Debug for Managed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Managed")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Parameters of a new managed process.
+pub(crate) struct ManagedSpec {
+    pub(crate) id: ProcessId,
+    pub(crate) identity: Identity,
+    pub(crate) launch: LaunchSpec,
+    pub(crate) launcher: Launcher,
+    pub(crate) dependencies: Bytes,
+    pub(crate) default_timeout: Option<Duration>,
+    pub(crate) restart_policy: pm_core::RestartPolicy,
+    pub(crate) events: broadcast::Sender<ProcessEvent>,
+}
+
+impl Managed {
+    pub(crate) fn new(spec: ManagedSpec) -> Arc<Self> {
+        let (link, _) = watch::channel(Link::Down);
+        Arc::new(Self {
+            id: spec.id,
+            name: spec.launch.name.clone(),
+            identity: spec.identity,
+            spec: spec.launch,
+            launcher: spec.launcher,
+            dependencies: spec.dependencies,
+            default_timeout: spec.default_timeout,
+            link,
+            status: Mutex::new(Status {
+                state: ProcessState::Starting {},
+                pid: None,
+                restarts: 0,
+                up_since: None,
+            }),
+            incarnation: tokio::sync::Mutex::new(None),
+            tracker: Mutex::new(RestartTracker::new(spec.restart_policy)),
+            stopping: AtomicBool::new(false),
+            stop_signal: Notify::new(),
+            events: spec.events,
+            stats: CallStats::new(),
+            sampler: ResourceSampler::default(),
+        })
+    }
+
+    fn emit(&self, event: ProcessEvent) {
+        // No subscribers is fine.
+        let _ = self.events.send(event);
+    }
+
+    fn set_state(&self, state: ProcessState) {
+        lock(&self.status).state = state;
+    }
+
+    /// A snapshot for `info` and `list`.
+    pub(crate) fn info(&self) -> ProcessInfo {
+        let status = lock(&self.status);
+        ProcessInfo {
+            id: self.id,
+            name: self.name.clone(),
+            version: self.identity.version.clone(),
+            pid: status.pid,
+            state: status.state.clone(),
+            restarts: status.restarts,
+            uptime: status.up_since.map(|t| t.elapsed()).unwrap_or_default(),
+        }
+    }
+
+    /// The pid of the OS process hosting the current incarnation.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        lock(&self.status).pid
+    }
+
+    /// The connection of the running incarnation, if there is one.
+    pub(crate) fn current(&self) -> Result<Arc<RpcConnection>, Error> {
+        match &*self.link.borrow() {
+            Link::Up(conn) if !conn.is_closed() => Ok(conn.clone()),
+            Link::Gone(err) => Err(err.clone()),
+            _ => Err(Error::Unavailable {
+                process: self.name.clone(),
+                reason: "it is starting or restarting".into(),
+            }),
+        }
+    }
+
+    /// Starts an incarnation: launch, handshake, init. On failure nothing is left running.
+    ///
+    /// Boxed as `Send` explicitly: supervision restarts through this function and this function
+    /// starts supervision, a cycle the compiler cannot see through otherwise.
+    pub(crate) fn start_incarnation(self: &Arc<Self>) -> BoxFuture<'static, Result<(), Error>> {
+        Box::pin(self.clone().start_incarnation_inner())
+    }
+
+    async fn start_incarnation_inner(self: Arc<Self>) -> Result<(), Error> {
+        self.set_state(ProcessState::Starting {});
+        let Launched {
+            mut conn,
+            mut exit,
+            control,
+        } = (self.launcher)(&self.spec)?;
+        self.emit(ProcessEvent::Spawned {
+            id: self.id,
+            name: self.name.clone(),
+        });
+        let greeting = handshake(
+            &mut conn,
+            &self.identity,
+            &self.spec.token,
+            self.dependencies.clone(),
+            self.spec.limits.max_frame_size,
+            HANDSHAKE_TIMEOUT,
+        )
+        .await;
+        let greeting = match greeting {
+            Ok(greeting) => greeting,
+            Err(err) => {
+                drop(conn);
+                end_incarnation(control, &mut exit, Duration::ZERO).await;
+                let err = match err {
+                    Error::Spawn { process, reason } => {
+                        let ended = exit.borrow().clone();
+                        Error::Spawn {
+                            process,
+                            reason: match ended {
+                                Some(how) if reason.contains("closed the connection") => {
+                                    format!("{reason}; it {how}")
+                                }
+                                _ => reason,
+                            },
+                        }
+                    }
+                    other => other,
+                };
+                return Err(err);
+            }
+        };
+        let rpc = RpcConnection::start(
+            conn,
+            &self.name,
+            greeting.pid,
+            self.spec.limits.max_frame_size,
+            self.spec.limits.max_in_flight,
+            Some(exit.clone()),
+        );
+        *self.incarnation.lock().await = Some(Incarnation {
+            rpc: rpc.clone(),
+            exit: exit.clone(),
+            control,
+        });
+        {
+            let mut status = lock(&self.status);
+            status.state = ProcessState::Running {};
+            status.pid = Some(greeting.pid);
+            status.up_since = Some(Instant::now());
+        }
+        self.link.send_replace(Link::Up(rpc.clone()));
+        self.emit(ProcessEvent::Ready {
+            id: self.id,
+            pid: greeting.pid,
+        });
+        tokio::spawn(self.clone().supervise(exit, rpc));
+        Ok(())
+    }
+
+    /// Watches one incarnation; on an unrequested end, restarts or gives up.
+    async fn supervise(
+        self: Arc<Self>,
+        mut exit: watch::Receiver<Option<String>>,
+        rpc: Arc<RpcConnection>,
+    ) {
+        tokio::select! {
+            _ = exit.wait_for(Option::is_some) => {}
+            _ = rpc.closed() => {}
+        }
+        drop(rpc);
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(incarnation) = self.incarnation.lock().await.take() else {
+            return; // a stop took it
+        };
+        let Incarnation {
+            rpc,
+            mut exit,
+            control,
+        } = incarnation;
+        self.link.send_replace(Link::Down);
+        drop(rpc);
+        end_incarnation(control, &mut exit, Duration::ZERO).await;
+        let reason = exit
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| "connection closed".to_owned());
+        let uptime = lock(&self.status)
+            .up_since
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        tracing::warn!(process = %self.name, id = %self.id, %reason, "process crashed");
+        self.set_state(ProcessState::Crashed {
+            reason: reason.clone(),
+        });
+        self.emit(ProcessEvent::Crashed {
+            id: self.id,
+            reason: reason.clone(),
+        });
+        self.restart_after_crash(uptime, reason).await;
+    }
+
+    async fn restart_after_crash(self: Arc<Self>, mut uptime: Duration, mut reason: String) {
+        loop {
+            let decision = lock(&self.tracker).on_crash(Instant::now(), uptime);
+            match decision {
+                Decision::GiveUp { reason: why } => {
+                    let why = format!("{why}; last crash: {reason}");
+                    self.fail(why);
+                    return;
+                }
+                Decision::Restart { attempt, delay } => {
+                    self.set_state(ProcessState::Restarting { attempt, delay });
+                    self.emit(ProcessEvent::Restarting {
+                        id: self.id,
+                        attempt,
+                        delay,
+                    });
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.stop_signal.notified() => return,
+                    }
+                    if self.stopping.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    lock(&self.status).restarts += 1;
+                    match self.start_incarnation().await {
+                        Ok(()) => return,
+                        Err(err) => {
+                            tracing::warn!(process = %self.name, %err, "restart failed");
+                            reason = err.to_string();
+                            uptime = Duration::ZERO;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail(&self, reason: String) {
+        tracing::error!(process = %self.name, id = %self.id, %reason, "process failed for good");
+        self.set_state(ProcessState::Failed {
+            reason: reason.clone(),
+        });
+        self.link.send_replace(Link::Gone(Error::Unavailable {
+            process: self.name.clone(),
+            reason: format!("it failed for good: {reason}"),
+        }));
+        self.emit(ProcessEvent::Failed {
+            id: self.id,
+            reason,
+        });
+    }
+
+    /// Stops gracefully: refuse new calls, ask the process to shut down (hooks, drain within
+    /// `grace`), then SIGTERM, then SIGKILL; always reaps. Never followed by a restart.
+    pub(crate) async fn stop(&self, grace: Duration) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            // Already stopping or stopped: wait for the other stop to finish its work.
+            let _guard = self.incarnation.lock().await;
+            return;
+        }
+        self.stop_signal.notify_waiters();
+        self.set_state(ProcessState::Stopping {});
+        self.link.send_replace(Link::Gone(Error::Unavailable {
+            process: self.name.clone(),
+            reason: "it was stopped".into(),
+        }));
+        let mut slot = self.incarnation.lock().await;
+        if let Some(Incarnation {
+            rpc,
+            mut exit,
+            control,
+        }) = slot.take()
+        {
+            let asked = tokio::time::timeout(grace + EXIT_WAIT, rpc.shutdown(grace)).await;
+            if let Ok(Err(err)) = asked {
+                tracing::debug!(process = %self.name, %err, "shutdown request not answered");
+            }
+            drop(rpc);
+            end_incarnation(control, &mut exit, EXIT_WAIT).await;
+        }
+        drop(slot);
+        let mut status = lock(&self.status);
+        status.state = ProcessState::Stopped {};
+        status.up_since = None;
+        drop(status);
+        self.emit(ProcessEvent::Stopped { id: self.id });
+    }
+
+    /// Ends the process at once (SIGKILL for a child), without hooks and without restart.
+    pub(crate) async fn kill(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.stop_signal.notify_waiters();
+        self.link.send_replace(Link::Gone(Error::Unavailable {
+            process: self.name.clone(),
+            reason: "it was killed".into(),
+        }));
+        let mut slot = self.incarnation.lock().await;
+        if let Some(Incarnation {
+            rpc,
+            mut exit,
+            control,
+        }) = slot.take()
+        {
+            drop(rpc);
+            end_incarnation(control, &mut exit, Duration::ZERO).await;
+        }
+        drop(slot);
+        let mut status = lock(&self.status);
+        status.state = ProcessState::Stopped {};
+        status.up_since = None;
+        drop(status);
+        self.emit(ProcessEvent::Stopped { id: self.id });
+    }
+
+    /// Best-effort synchronous teardown for when the manager is dropped without `shutdown`.
+    pub(crate) fn abandon(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.stop_signal.notify_waiters();
+        self.link.send_replace(Link::Gone(Error::Unavailable {
+            process: self.name.clone(),
+            reason: "its manager was dropped".into(),
+        }));
+        if let Ok(mut slot) = self.incarnation.try_lock() {
+            if let Some(incarnation) = slot.take() {
+                if let Control::Child { pid } = incarnation.control {
+                    signal_group(pid, libc::SIGKILL);
+                }
+                // Dropping the connection ends workers and in-process instances.
+            }
+        }
+    }
+}
+
+async fn wait_exit(exit: &mut watch::Receiver<Option<String>>, within: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(within, exit.wait_for(Option::is_some)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Makes sure an incarnation has ended: waits `patience` for it to exit by itself, then
+/// SIGTERM and SIGKILL for a child (whose whole process group is killed in the end, so no
+/// descendant survives), abort for an in-process task; a worker thread is joined once it ends.
+async fn end_incarnation(
+    control: Control,
+    exit: &mut watch::Receiver<Option<String>>,
+    patience: Duration,
+) {
+    match control {
+        Control::Child { pid } => {
+            if !wait_exit(exit, patience).await {
+                signal_group(pid, libc::SIGTERM);
+                if !wait_exit(exit, EXIT_WAIT).await {
+                    signal_group(pid, libc::SIGKILL);
+                    if !wait_exit(exit, Duration::from_secs(10)).await {
+                        tracing::error!(pid, "child did not end after SIGKILL");
+                    }
+                }
+            }
+            // Descendants in its group outlive a leader that exited on its own.
+            signal_group(pid, libc::SIGKILL);
+        }
+        Control::Worker { thread } => {
+            if wait_exit(exit, patience.max(EXIT_WAIT)).await {
+                if let Some(thread) = thread {
+                    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                }
+            } else {
+                tracing::error!(
+                    "worker thread did not end (a method blocks its thread); it is detached"
+                );
+            }
+        }
+        Control::Inline { task } => {
+            if !wait_exit(exit, patience).await {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Invoke for Managed {
+    fn invoke<'a>(
+        &'a self,
+        method: &'static str,
+        args: Bytes,
+        timeout: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Frame, Error>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let timeout = timeout.or(self.default_timeout);
+            let result = async {
+                let conn = self.wait_for_link(method, started, timeout).await?;
+                let remaining = timeout.map(|t| t.saturating_sub(started.elapsed()));
+                conn.call(method, &args, remaining).await
+            }
+            .await;
+            self.stats.record(started.elapsed(), result.is_ok());
+            result
+        })
+    }
+
+    fn max_frame(&self) -> usize {
+        self.spec.limits.max_frame_size
+    }
+}
+
+impl Managed {
+    /// The live connection, waiting through a (re)start until the call's deadline.
+    async fn wait_for_link(
+        &self,
+        method: &str,
+        started: Instant,
+        timeout: Option<Duration>,
+    ) -> Result<Arc<RpcConnection>, Error> {
+        let mut link = self.link.subscribe();
+        loop {
+            match &*link.borrow_and_update() {
+                Link::Up(conn) if !conn.is_closed() => return Ok(conn.clone()),
+                Link::Gone(err) => return Err(err.clone()),
+                _ => {}
+            }
+            let changed = match timeout {
+                Some(limit) => {
+                    match tokio::time::timeout_at((started + limit).into(), link.changed()).await {
+                        Ok(changed) => changed,
+                        Err(_) => {
+                            return Err(Error::Timeout {
+                                method: method.to_owned(),
+                                after: limit,
+                            })
+                        }
+                    }
+                }
+                None => link.changed().await,
+            };
+            if changed.is_err() {
+                return Err(Error::Unavailable {
+                    process: self.name.clone(),
+                    reason: "its manager is gone".into(),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The process manager: spawns, tracks, measures and stops processes.
+
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pm_core::{
+    Error, HealthStatus, ProcessId, ProcessInfo, ProcessManagerConfig, ProcessMetrics,
+    TransportKind,
+};
+use tokio::sync::broadcast;
+
+use crate::caller::Caller;
+use crate::events::ProcessEvent;
+use crate::managed::{Managed, ManagedSpec};
+use crate::options::SpawnOptions;
+use crate::process::{expected_identity, ClientStub, Process};
+use crate::spawn::{launch, LaunchSpec};
+use crate::token::Token;
+
+/// How long a graceful stop waits for in-flight calls and shutdown hooks.
+const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+const EVENT_BUFFER: usize = 1024;
+
+struct Inner {
+    config: ProcessManagerConfig,
+    next_id: AtomicU64,
+    /// In start order.
+    processes: Mutex<Vec<Arc<Managed>>>,
+    events: broadcast::Sender<ProcessEvent>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let processes = std::mem::take(
+            &mut *self
+                .processes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for managed in processes.iter().rev() {
+            managed.abandon();
+        }
+    }
+}
+
+/// Spawns processes, hands out typed handles to them, and supervises them.
+///
+/// Cheap to clone: clones share the same processes. When the last clone is dropped without
+/// [`ProcessManager::shutdown`], children are killed (SIGKILL) and workers are disconnected;
+/// call `shutdown` to run shutdown hooks and drain calls.
+#[derive(Clone)]
+pub struct ProcessManager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ProcessManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessManager")
+            .field("config", &self.inner.config)
+            .field("processes", &self.list().len())
+            .finish()
+    }
+}
+
+impl ProcessManager {
+    /// A manager with this configuration. Sync and infallible: a configuration that cannot
+    /// work is reported by the first `spawn`. Must be called inside a tokio runtime when it
+    /// spawns (a `current_thread` runtime, as `#[tokio::test]` starts, works).
+    pub fn new(config: ProcessManagerConfig) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                next_id: AtomicU64::new(1),
+                processes: Mutex::new(Vec::new()),
+                events,
+            }),
+        }
+    }
+
+    /// The configuration this manager was built with.
+    pub fn config(&self) -> &ProcessManagerConfig {
+        &self.inner.config
+    }
+
+    fn processes(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Managed>>> {
+        self.inner
+            .processes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn find(&self, id: ProcessId) -> Result<Arc<Managed>, Error> {
+        self.processes()
+            .iter()
+            .find(|m| m.id == id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    /// Starts process type `P` and returns a typed handle to it.
+    ///
+    /// Under [`Isolation::Child`](pm_core::Isolation::Child) `binary` is run as a child OS
+    /// process (it must be a binary whose `main` is `process_main!(P)`); under `Worker` and
+    /// `None` the linked type `P` runs and `binary` is not used.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a configuration that cannot work; [`Error::Spawn`] when the binary
+    /// is missing or not executable, the process closes during the handshake, or its `init`
+    /// fails (the message holds `init`'s error); [`Error::VersionMismatch`] when the binary is
+    /// a different version of `P`. Nothing is left running after an error.
+    pub async fn spawn<P: Process>(
+        &self,
+        binary: impl AsRef<Path>,
+        options: SpawnOptions,
+    ) -> Result<ProcessHandle<P>, Error> {
+        let managed = self.start::<P>(binary.as_ref(), options).await?;
+        Ok(ProcessHandle {
+            id: managed.id,
+            client: P::Client::__from_caller(Caller::new(managed)),
+            _process: PhantomData,
+        })
+    }
+
+    pub(crate) async fn start<P: Process>(
+        &self,
+        binary: &Path,
+        options: SpawnOptions,
+    ) -> Result<Arc<Managed>, Error> {
+        let config = &self.inner.config;
+        crate::supervisor::validate(&config.restart_policy)?;
+        let name = options.name.unwrap_or_else(|| P::NAME.to_owned());
+        let transport = options.transport.unwrap_or(config.transport);
+        if transport != TransportKind::Ipc {
+            return Err(Error::Config(format!(
+                "transport {transport:?} is not available in this build; use TransportKind::Ipc"
+            )));
+        }
+        if config.limits.max_frame_size < 1024 || config.limits.max_frame_size > u32::MAX as usize {
+            return Err(Error::Config(format!(
+                "limits.max_frame_size must be between 1 KiB and 4 GiB, not {}",
+                config.limits.max_frame_size
+            )));
+        }
+        if config.limits.max_in_flight == 0 {
+            return Err(Error::Config(
+                "limits.max_in_flight must be at least 1".into(),
+            ));
+        }
+        let dependencies = match options.dependencies {
+            None => bytes::Bytes::from_static(&[0xc0]), // MessagePack nil
+            Some(Ok(bytes)) => bytes,
+            Some(Err(err)) => {
+                return Err(Error::Spawn {
+                    process: name,
+                    reason: format!("the dependencies could not be encoded: {err}"),
+                })
+            }
+        };
+        let token = Token::generate().map_err(|err| Error::Spawn {
+            process: name.clone(),
+            reason: format!("could not read the OS random source for a token: {err}"),
+        })?;
+        let id = ProcessId::from_raw(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let managed = Managed::new(ManagedSpec {
+            id,
+            identity: expected_identity::<P>(),
+            launch: LaunchSpec {
+                name,
+                binary: binary.to_path_buf(),
+                isolation: options.isolation.unwrap_or(config.isolation),
+                limits: config.limits,
+                token,
+            },
+            launcher: launch::<P>,
+            dependencies,
+            default_timeout: options.timeout.or(config.resources.timeout),
+            restart_policy: config.restart_policy,
+            events: self.inner.events.clone(),
+        });
+        managed.start_incarnation().await?;
+        self.processes().push(managed.clone());
+        Ok(managed)
+    }
+
+    /// A snapshot of one process, or `None` for an unknown id.
+    pub fn info(&self, id: ProcessId) -> Option<ProcessInfo> {
+        self.find(id).ok().map(|m| m.info())
+    }
+
+    /// Snapshots of every process, in start order.
+    pub fn list(&self) -> Vec<ProcessInfo> {
+        self.processes().iter().map(|m| m.info()).collect()
+    }
+
+    /// A stream of lifecycle events of every process. Events sent before subscribing are not
+    /// seen; a subscriber that falls more than 1024 events behind loses the oldest.
+    pub fn subscribe(&self) -> broadcast::Receiver<ProcessEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Asks the process's `#[health_check]` (healthy when it has none).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown id, [`Error::Unavailable`] when it is not running,
+    /// [`Error::Timeout`] when the check takes longer than the health check timeout.
+    pub async fn get_health(&self, id: ProcessId) -> Result<HealthStatus, Error> {
+        let managed = self.find(id)?;
+        let conn = managed.current()?;
+        let timeout = self.inner.config.monitoring.health_check.timeout;
+        let args = pm_core::wire::encode_value(&(), conn.max_frame())?;
+        let frame = conn.call("$health", &args, Some(timeout)).await?;
+        Ok(frame.decode()?)
+    }
+
+    /// What the manager measured of the process: calls, errors and latency from its side of
+    /// each call; CPU and resident memory of the OS process hosting it (for `Worker` and
+    /// `None`, that is the manager's own process).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown id.
+    pub async fn get_metrics(&self, id: ProcessId) -> Result<ProcessMetrics, Error> {
+        let managed = self.find(id)?;
+        let (cpu, memory) = managed
+            .pid()
+            .and_then(|pid| managed.sampler.sample(pid))
+            .unwrap_or((0.0, 0));
+        Ok(ProcessMetrics {
+            cpu,
+            memory,
+            requests: managed.stats.requests(),
+            errors: managed.stats.errors(),
+            latency: managed.stats.latency(),
+        })
+    }
+
+    /// Stops one process gracefully: new calls are refused, its `#[on_shutdown]` hooks run,
+    /// calls in flight get up to 5 s to finish, then a child gets SIGTERM and, 2 s later,
+    /// SIGKILL. It is never restarted afterwards.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown id.
+    pub async fn stop(&self, id: ProcessId) -> Result<(), Error> {
+        self.find(id)?.stop(DEFAULT_GRACE).await;
+        Ok(())
+    }
+
+    /// Ends one process at once (SIGKILL for a child), without hooks and without restart.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown id.
+    pub async fn kill(&self, id: ProcessId) -> Result<(), Error> {
+        self.find(id)?.kill().await;
+        Ok(())
+    }
+
+    /// Stops every process gracefully, in reverse start order, and reaps every child.
+    /// Handles stay valid but their calls fail with [`Error::Unavailable`].
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        let processes: Vec<Arc<Managed>> = self.processes().clone();
+        for managed in processes.iter().rev() {
+            managed.stop(DEFAULT_GRACE).await;
+        }
+        Ok(())
+    }
+}
+
+/// A typed handle to a spawned process. Derefs to the generated client, so
+/// `handle.add(5, 3).await` calls the process.
+///
+/// The handle outlives restarts: calls made while the process restarts wait for the new
+/// incarnation (up to their deadline).
+pub struct ProcessHandle<P: Process> {
+    id: ProcessId,
+    client: P::Client,
+    _process: PhantomData<fn() -> P>,
+}
+
+impl<P: Process> ProcessHandle<P> {
+    /// The manager's id of this process.
+    pub fn id(&self) -> ProcessId {
+        self.id
+    }
+}
+
+impl<P: Process> Clone for ProcessHandle<P> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id,
+            client: self.client.clone(),
+            _process: PhantomData,
+        }
+    }
+}
+
+impl<P: Process> std::fmt::Debug for ProcessHandle<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessHandle")
+            .field("process", &P::NAME)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl<P: Process> std::ops::Deref for ProcessHandle<P> {
+    type Target = P::Client;
+
+    fn deref(&self) -> &P::Client {
+        &self.client
+    }
+}

@@ -1,0 +1,294 @@
+//! The client side of one connection: ids, multiplexing, deadlines, cancellation.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pm_core::wire::{self, Frame, FrameKind, Incoming};
+use pm_core::{Error, RemoteError, RemoteErrorKind};
+use pm_transport::{Connection, FrameReceiver, FrameSender};
+use tokio::sync::{oneshot, watch, Semaphore};
+
+type Waiter = oneshot::Sender<Result<Frame, Error>>;
+
+/// How long the reader waits for the process's exit status after the connection closes, so
+/// the error of calls in flight can say how the process ended.
+const EXIT_REASON_WAIT: Duration = Duration::from_millis(300);
+
+/// State shared by the callers and the reader task.
+struct Shared {
+    process: String,
+    pending: Mutex<HashMap<u64, Waiter>>,
+    /// Set once the connection is gone; new calls fail with it.
+    closed: Mutex<Option<Error>>,
+    closed_signal: watch::Sender<bool>,
+}
+
+/// A multiplexed RPC connection to one process incarnation.
+pub(crate) struct RpcConnection {
+    shared: Arc<Shared>,
+    sender: FrameSender,
+    next_id: AtomicU64,
+    permits: Semaphore,
+    max_frame: usize,
+    /// The OS pid the process reported, for logs.
+    pid: u32,
+}
+
+impl std::fmt::Debug for RpcConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcConnection")
+            .field("process", &self.shared.process)
+            .field("pid", &self.pid)
+            .finish()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl RpcConnection {
+    /// Takes over a connection whose handshake is done and starts its reader task.
+    ///
+    /// `exit_reason` is told how the process ended (exit code or signal), when that is known.
+    pub(crate) fn start(
+        conn: Connection,
+        process: &str,
+        pid: u32,
+        max_frame: usize,
+        max_in_flight: usize,
+        exit_reason: Option<watch::Receiver<Option<String>>>,
+    ) -> Arc<Self> {
+        let (closed_signal, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            process: process.to_owned(),
+            pending: Mutex::new(HashMap::new()),
+            closed: Mutex::new(None),
+            closed_signal,
+        });
+        tokio::spawn(read_replies(conn.receiver, shared.clone(), exit_reason));
+        Arc::new(Self {
+            shared,
+            sender: conn.sender,
+            next_id: AtomicU64::new(2),
+            permits: Semaphore::new(max_in_flight),
+            max_frame,
+            pid,
+        })
+    }
+
+    /// The frame limit of this connection.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Whether the connection is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.shared.closed).is_some()
+    }
+
+    /// Completes once the connection is gone.
+    pub(crate) async fn closed(&self) {
+        let mut signal = self.shared.closed_signal.subscribe();
+        let _ = signal.wait_for(|closed| *closed).await;
+    }
+
+    /// Calls `method` with arguments already encoded; returns the `ReplyOk` frame.
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        args: &[u8],
+        deadline: Option<Duration>,
+    ) -> Result<Frame, Error> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Transport("connection closed".into()))?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = wire::encode_call_raw(id, method, deadline, args, self.max_frame)?;
+        let reply = self.send_request(id, frame)?;
+        let mut guard = CancelOnDrop {
+            conn: self,
+            id,
+            armed: true,
+        };
+        let outcome = match deadline {
+            Some(limit) => match tokio::time::timeout(limit, reply).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        method: method.to_owned(),
+                        after: limit,
+                    })
+                }
+            },
+            None => reply.await,
+        };
+        guard.armed = false;
+        let frame = match outcome {
+            Ok(result) => result?,
+            Err(_) => return Err(self.closed_error()),
+        };
+        match frame.kind() {
+            FrameKind::ReplyOk => Ok(frame),
+            _ => Err(remote_to_error(
+                &self.shared.process,
+                method,
+                wire::decode_error(&frame),
+                deadline,
+            )),
+        }
+    }
+
+    /// Registers a waiter for `id` and sends its frame.
+    fn send_request(
+        &self,
+        id: u64,
+        frame: Frame,
+    ) -> Result<oneshot::Receiver<Result<Frame, Error>>, Error> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(&self.shared.pending);
+            if let Some(err) = lock(&self.shared.closed).clone() {
+                return Err(err);
+            }
+            pending.insert(id, tx);
+        }
+        if self.sender.send(frame).is_err() {
+            lock(&self.shared.pending).remove(&id);
+            return Err(self.closed_error());
+        }
+        Ok(rx)
+    }
+
+    fn closed_error(&self) -> Error {
+        lock(&self.shared.closed)
+            .clone()
+            .unwrap_or_else(|| Error::Transport("connection closed".into()))
+    }
+
+    /// Asks the process to shut down gracefully within `grace`, and waits for its answer or
+    /// for the connection to close.
+    pub(crate) async fn shutdown(&self, grace: Duration) -> Result<(), Error> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut builder = wire::FrameBuilder::new(FrameKind::Shutdown, id, self.max_frame);
+        builder.value(&u64::try_from(grace.as_millis()).unwrap_or(u64::MAX))?;
+        let reply = self.send_request(id, builder.finish()?)?;
+        match reply.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(self.closed_error()),
+        }
+    }
+}
+
+/// Sends a cancel for a call whose future was dropped before its reply arrived.
+struct CancelOnDrop<'a> {
+    conn: &'a RpcConnection,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed && lock(&self.conn.shared.pending).remove(&self.id).is_some() {
+            let _ = self
+                .conn
+                .sender
+                .send(Frame::empty(FrameKind::Cancel, self.id));
+        }
+    }
+}
+
+/// Maps a process's error reply to the caller's error.
+fn remote_to_error(
+    process: &str,
+    method: &str,
+    error: RemoteError,
+    deadline: Option<Duration>,
+) -> Error {
+    match error.kind {
+        RemoteErrorKind::UnknownMethod
+        | RemoteErrorKind::InvalidArguments
+        | RemoteErrorKind::TooLarge => Error::Protocol(format!(
+            "`{process}` refused the call to `{method}`: {}",
+            error.message
+        )),
+        RemoteErrorKind::DeadlineExceeded => Error::Timeout {
+            method: method.to_owned(),
+            after: deadline.unwrap_or_default(),
+        },
+        RemoteErrorKind::ShuttingDown => Error::Unavailable {
+            process: process.to_owned(),
+            reason: error.message,
+        },
+        RemoteErrorKind::InitFailed => Error::Spawn {
+            process: process.to_owned(),
+            reason: error.message,
+        },
+        RemoteErrorKind::Application
+        | RemoteErrorKind::Panic
+        | RemoteErrorKind::Cancelled
+        | RemoteErrorKind::Internal => Error::Remote {
+            method: method.to_owned(),
+            error,
+        },
+    }
+}
+
+async fn read_replies(
+    mut receiver: FrameReceiver,
+    shared: Arc<Shared>,
+    exit_reason: Option<watch::Receiver<Option<String>>>,
+) {
+    let mut reason = loop {
+        match receiver.recv().await {
+            Some(Ok(Incoming::Frame(frame))) => match frame.kind() {
+                FrameKind::ReplyOk | FrameKind::ReplyErr => {
+                    if let Some(waiter) = lock(&shared.pending).remove(&frame.id()) {
+                        let _ = waiter.send(Ok(frame));
+                    }
+                }
+                other => {
+                    tracing::warn!(process = %shared.process, kind = ?other, "ignored an unexpected frame");
+                }
+            },
+            Some(Ok(Incoming::Oversize { id, len, .. })) => {
+                if let Some(waiter) = lock(&shared.pending).remove(&id) {
+                    let _ = waiter.send(Err(Error::Protocol(format!(
+                        "the reply of {len} bytes exceeds the frame limit"
+                    ))));
+                }
+            }
+            Some(Err(err)) => break format!("connection failed: {err}"),
+            None => break "connection closed".to_owned(),
+        }
+    };
+    if let Some(mut exit) = exit_reason {
+        if let Ok(Ok(status)) =
+            tokio::time::timeout(EXIT_REASON_WAIT, exit.wait_for(Option::is_some)).await
+        {
+            if let Some(status) = status.as_ref() {
+                reason = status.clone();
+            }
+        }
+    }
+    let error = Error::ProcessExited {
+        process: shared.process.clone(),
+        reason,
+    };
+    let waiters: Vec<Waiter> = {
+        let mut pending = lock(&shared.pending);
+        *lock(&shared.closed) = Some(error.clone());
+        pending.drain().map(|(_, waiter)| waiter).collect()
+    };
+    for waiter in waiters {
+        let _ = waiter.send(Err(error.clone()));
+    }
+    shared.closed_signal.send_replace(true);
+}

@@ -1,0 +1,118 @@
+//! The client's side of the handshake: hello, identity check, init.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use pm_core::wire::{self, FrameKind, Hello, Incoming, Welcome, PROTOCOL_VERSION};
+use pm_core::{Error, Identity};
+use pm_transport::Connection;
+
+use crate::token::Token;
+
+/// What the process told about itself.
+#[derive(Debug, Clone)]
+pub(crate) struct Greeting {
+    pub(crate) pid: u32,
+}
+
+fn spawn_error(process: &str, reason: impl Into<String>) -> Error {
+    Error::Spawn {
+        process: process.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+async fn next_frame(
+    conn: &mut Connection,
+    process: &str,
+    step: &str,
+    timeout: Duration,
+) -> Result<wire::Frame, Error> {
+    match tokio::time::timeout(timeout, conn.receiver.recv()).await {
+        Err(_) => Err(spawn_error(
+            process,
+            format!("no answer to {step} within {timeout:?}"),
+        )),
+        Ok(None) => Err(spawn_error(
+            process,
+            format!("the process closed the connection during {step}"),
+        )),
+        Ok(Some(Err(err))) => Err(spawn_error(process, format!("during {step}: {err}"))),
+        Ok(Some(Ok(Incoming::Oversize { len, .. }))) => Err(Error::Protocol(format!(
+            "the process sent an oversized frame ({len} bytes) during {step}"
+        ))),
+        Ok(Some(Ok(Incoming::Frame(frame)))) => Ok(frame),
+    }
+}
+
+/// Says hello, checks the process is `expected`, and sends it its dependencies.
+///
+/// Fails with [`Error::VersionMismatch`] when the identity differs (before any call is sent),
+/// with [`Error::Spawn`] when the process refuses, closes, or its `init` fails.
+pub(crate) async fn handshake(
+    conn: &mut Connection,
+    expected: &Identity,
+    token: &Token,
+    dependencies: Bytes,
+    max_frame: usize,
+    timeout: Duration,
+) -> Result<Greeting, Error> {
+    let process = expected.name.as_str();
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        token: token.as_str().to_owned(),
+    };
+    let mut builder = wire::FrameBuilder::new(FrameKind::Hello, 0, max_frame);
+    builder.named(&hello)?;
+    conn.sender
+        .send(builder.finish()?)
+        .map_err(|e| spawn_error(process, format!("could not send hello: {e}")))?;
+
+    let answer = next_frame(conn, process, "the handshake", timeout).await?;
+    let welcome: Welcome = match answer.kind() {
+        FrameKind::Welcome => answer.decode()?,
+        FrameKind::Reject => {
+            let reason: String = answer
+                .decode()
+                .unwrap_or_else(|e| format!("unreadable reason: {e}"));
+            return Err(spawn_error(
+                process,
+                format!("the process refused the connection: {reason}"),
+            ));
+        }
+        other => {
+            return Err(Error::Protocol(format!(
+                "expected a welcome from `{process}`, got a {other:?} frame"
+            )))
+        }
+    };
+    if welcome.protocol != PROTOCOL_VERSION {
+        return Err(Error::Protocol(format!(
+            "`{process}` speaks protocol {}, this client speaks {PROTOCOL_VERSION}",
+            welcome.protocol
+        )));
+    }
+    if &welcome.identity != expected {
+        return Err(Error::VersionMismatch {
+            expected: expected.clone(),
+            found: welcome.identity,
+        });
+    }
+
+    let mut builder = wire::FrameBuilder::new(FrameKind::Init, 1, max_frame);
+    builder.raw(&dependencies)?;
+    conn.sender
+        .send(builder.finish()?)
+        .map_err(|e| spawn_error(process, format!("could not send dependencies: {e}")))?;
+    let answer = next_frame(conn, process, "init", timeout).await?;
+    match answer.kind() {
+        FrameKind::ReplyOk => Ok(Greeting { pid: welcome.pid }),
+        FrameKind::ReplyErr => {
+            let error = wire::decode_error(&answer);
+            Err(spawn_error(process, error.message))
+        }
+        other => Err(Error::Protocol(format!(
+            "expected the init reply from `{process}`, got a {other:?} frame"
+        ))),
+    }
+}

@@ -1,0 +1,5 @@
+//! The RPC layer: the multiplexing client connection and the process-side server.
+
+pub(crate) mod client;
+pub(crate) mod handshake;
+pub(crate) mod server;

@@ -1,0 +1,421 @@
+//! The process side of a connection: handshake, `init`, and one task per call.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pm_core::wire::{
+    self, decode_call, encode_error, Frame, FrameKind, Hello, Incoming, Welcome, PROTOCOL_VERSION,
+};
+use pm_core::{RemoteError, RemoteErrorKind};
+use pm_transport::{Connection, FrameSender, TransportError};
+use tokio::sync::Semaphore;
+use tokio::task::AbortHandle;
+
+use crate::catch::{panic_message, CatchUnwind};
+use crate::process::{expected_identity, DispatchResult, Process, ProcessCell, ReplyTo};
+use crate::token::Token;
+
+/// How long a client may take to say hello before the connection is dropped.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of one served connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ServeOptions {
+    pub(crate) token: Token,
+    pub(crate) max_frame: usize,
+    pub(crate) max_in_flight: usize,
+}
+
+/// How a served connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ServeEnd {
+    /// The client asked for a shutdown and it completed.
+    Shutdown,
+    /// The client went away (end of stream or I/O error).
+    Disconnected,
+    /// The handshake or `init` failed; nothing was served.
+    Refused(String),
+}
+
+/// Serves one connection for process type `P`, from handshake to shutdown or disconnect.
+pub(crate) async fn serve<P: Process>(mut conn: Connection, opts: ServeOptions) -> ServeEnd {
+    let writer = conn.writer.take();
+    let end = match accept::<P>(&mut conn, &opts).await {
+        Ok(cell) => {
+            CallLoop::<P> {
+                cell,
+                sender: conn.sender.clone(),
+                in_flight: Arc::new(Mutex::new(HashMap::new())),
+                permits: Arc::new(Semaphore::new(opts.max_in_flight)),
+                opts,
+            }
+            .run(conn)
+            .await
+        }
+        Err(reason) => {
+            tracing::warn!(process = P::NAME, %reason, "connection refused");
+            drop(conn);
+            ServeEnd::Refused(reason)
+        }
+    };
+    // Every sender is gone (aborted calls drop theirs as they unwind): let the writer put the
+    // last replies on the wire before the caller exits.
+    if let Some(writer) = writer {
+        let _ = tokio::time::timeout(WRITER_DRAIN, writer).await;
+    }
+    end
+}
+
+/// How long a finished connection waits for its last frames to be written.
+const WRITER_DRAIN: Duration = Duration::from_secs(2);
+
+fn reject(sender: &FrameSender, reason: &str) {
+    let mut builder = wire::FrameBuilder::new(FrameKind::Reject, 0, usize::MAX);
+    if builder.str(reason).is_ok() {
+        if let Ok(frame) = builder.finish() {
+            let _ = sender.send(frame);
+        }
+    }
+}
+
+/// Handshake and `init`: returns the built instance, or why the connection was refused.
+async fn accept<P: Process>(
+    conn: &mut Connection,
+    opts: &ServeOptions,
+) -> Result<ProcessCell<P>, String> {
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, conn.receiver.recv()).await {
+        Err(_) => return Err("no hello within 10 s".into()),
+        Ok(None) => return Err("client closed before the handshake".into()),
+        Ok(Some(Err(err))) => return Err(format!("unreadable handshake: {err}")),
+        Ok(Some(Ok(Incoming::Oversize { len, .. }))) => {
+            return Err(format!(
+                "oversized frame ({len} bytes) before the handshake"
+            ))
+        }
+        Ok(Some(Ok(Incoming::Frame(frame)))) => frame,
+    };
+    if hello.kind() != FrameKind::Hello {
+        let reason = format!("expected a hello, got a {:?} frame", hello.kind());
+        reject(&conn.sender, &reason);
+        return Err(reason);
+    }
+    let hello: Hello = match hello.decode() {
+        Ok(hello) => hello,
+        Err(err) => {
+            let reason = format!("malformed hello: {err}");
+            reject(&conn.sender, &reason);
+            return Err(reason);
+        }
+    };
+    if hello.protocol != PROTOCOL_VERSION {
+        let reason = format!(
+            "protocol version {} is not supported (this process speaks {PROTOCOL_VERSION})",
+            hello.protocol
+        );
+        reject(&conn.sender, &reason);
+        return Err(reason);
+    }
+    if !opts.token.matches(&hello.token) {
+        let reason = "wrong or missing token".to_owned();
+        reject(&conn.sender, &reason);
+        return Err(reason);
+    }
+    let welcome = Welcome {
+        protocol: PROTOCOL_VERSION,
+        identity: expected_identity::<P>(),
+        pid: std::process::id(),
+    };
+    let mut builder = wire::FrameBuilder::new(FrameKind::Welcome, 0, opts.max_frame);
+    builder.named(&welcome).map_err(|e| e.to_string())?;
+    let frame = builder.finish().map_err(|e| e.to_string())?;
+    conn.sender.send(frame).map_err(|e| e.to_string())?;
+
+    let init = match conn.receiver.recv().await {
+        Some(Ok(Incoming::Frame(frame))) if frame.kind() == FrameKind::Init => frame,
+        Some(Ok(Incoming::Frame(frame))) => {
+            return Err(format!("expected init, got a {:?} frame", frame.kind()))
+        }
+        Some(Ok(Incoming::Oversize { len, .. })) => {
+            let error = RemoteError::new(
+                RemoteErrorKind::TooLarge,
+                format!("dependencies of {len} bytes exceed the frame limit"),
+            );
+            let _ = conn.sender.send(encode_error(0, &error, opts.max_frame));
+            return Err(error.message);
+        }
+        Some(Err(err)) => return Err(format!("unreadable init: {err}")),
+        None => return Err("client closed before init".into()),
+    };
+    let built = std::panic::catch_unwind(AssertUnwindSafe(|| P::__init(init.payload())));
+    let result = match built {
+        Ok(fut) => CatchUnwind(fut)
+            .await
+            .unwrap_or_else(|panic| Err(format!("init panicked: {panic}"))),
+        Err(payload) => Err(format!(
+            "init panicked: {}",
+            panic_message(payload.as_ref())
+        )),
+    };
+    match result {
+        Ok(instance) => {
+            let ok =
+                wire::encode_reply(init.id(), &(), opts.max_frame).map_err(|e| e.to_string())?;
+            conn.sender.send(ok).map_err(|e| e.to_string())?;
+            Ok(Arc::new(tokio::sync::RwLock::new(instance)))
+        }
+        Err(message) => {
+            let error = RemoteError::new(RemoteErrorKind::InitFailed, message.clone());
+            let _ = conn
+                .sender
+                .send(encode_error(init.id(), &error, opts.max_frame));
+            Err(format!("init failed: {message}"))
+        }
+    }
+}
+
+type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
+
+struct CallLoop<P: Process> {
+    cell: ProcessCell<P>,
+    sender: FrameSender,
+    in_flight: InFlight,
+    permits: Arc<Semaphore>,
+    opts: ServeOptions,
+}
+
+impl<P: Process> CallLoop<P> {
+    async fn run(self, mut conn: Connection) -> ServeEnd {
+        loop {
+            // Backpressure: stop reading while every call slot is taken.
+            let permit = match self.permits.clone().acquire_owned().await {
+                Ok(permit) => permit,
+                Err(_) => return ServeEnd::Disconnected,
+            };
+            let incoming = match conn.receiver.recv().await {
+                None => {
+                    self.abort_all();
+                    return ServeEnd::Disconnected;
+                }
+                Some(Err(err)) => {
+                    if !matches!(err, TransportError::Closed) {
+                        tracing::warn!(process = P::NAME, %err, "connection failed");
+                    }
+                    self.abort_all();
+                    return ServeEnd::Disconnected;
+                }
+                Some(Ok(incoming)) => incoming,
+            };
+            let frame = match incoming {
+                Incoming::Frame(frame) => frame,
+                Incoming::Oversize { kind, id, len } => {
+                    tracing::warn!(process = P::NAME, len, id, "refused an oversized frame");
+                    if kind == FrameKind::Call as u8 {
+                        let error = RemoteError::new(
+                            RemoteErrorKind::TooLarge,
+                            format!(
+                                "call of {len} bytes exceeds the process's frame limit of {} bytes",
+                                self.opts.max_frame
+                            ),
+                        );
+                        self.send(encode_error(id, &error, self.opts.max_frame));
+                    }
+                    continue;
+                }
+            };
+            match frame.kind() {
+                FrameKind::Call => self.start_call(&frame, permit),
+                FrameKind::Cancel => self.cancel(frame.id()),
+                FrameKind::Shutdown => {
+                    drop(permit);
+                    let grace = frame
+                        .decode::<u64>()
+                        .map(Duration::from_millis)
+                        .unwrap_or_default();
+                    self.shutdown(&mut conn, frame.id(), grace).await;
+                    return ServeEnd::Shutdown;
+                }
+                other => {
+                    tracing::warn!(process = P::NAME, kind = ?other, "ignored an unexpected frame");
+                }
+            }
+        }
+    }
+
+    fn send(&self, frame: Frame) {
+        // A send fails only when the connection is gone, which the read loop notices.
+        let _ = self.sender.send(frame);
+    }
+
+    fn start_call(&self, frame: &Frame, permit: tokio::sync::OwnedSemaphorePermit) {
+        let id = frame.id();
+        let reply = ReplyTo {
+            id,
+            max_frame: self.opts.max_frame,
+        };
+        let call = match decode_call(frame) {
+            Ok(call) => call,
+            Err(err) => {
+                let error = RemoteError::new(RemoteErrorKind::InvalidArguments, err.to_string());
+                self.send(encode_error(id, &error, self.opts.max_frame));
+                return;
+            }
+        };
+        let future = match call.method {
+            "$health" => {
+                let health = P::__health(&self.cell);
+                Some(Box::pin(async move {
+                    let status = health.await;
+                    wire::encode_reply(reply.id, &status, reply.max_frame)
+                        .map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e.to_string()))
+                })
+                    as crate::process::BoxFuture<'static, DispatchResult>)
+            }
+            method => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    P::__dispatch(&self.cell, method, call.args.clone(), reply)
+                })) {
+                    Ok(future) => future,
+                    Err(payload) => {
+                        let error = RemoteError::new(
+                            RemoteErrorKind::Panic,
+                            panic_message(payload.as_ref()),
+                        );
+                        self.send(encode_error(id, &error, self.opts.max_frame));
+                        return;
+                    }
+                }
+            }
+        };
+        let Some(future) = future else {
+            let error = RemoteError::new(
+                RemoteErrorKind::UnknownMethod,
+                format!("process `{}` has no method `{}`", P::NAME, call.method),
+            );
+            self.send(encode_error(id, &error, self.opts.max_frame));
+            return;
+        };
+        let deadline = call.deadline;
+        let sender = self.sender.clone();
+        let in_flight = self.in_flight.clone();
+        let max_frame = self.opts.max_frame;
+        let mut registry = lock(&self.in_flight);
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let outcome = match deadline {
+                Some(limit) => match tokio::time::timeout(limit, CatchUnwind(future)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Ok(Err(RemoteError::new(
+                        RemoteErrorKind::DeadlineExceeded,
+                        format!("the call's deadline of {limit:?} passed; the process aborted it"),
+                    ))),
+                },
+                None => CatchUnwind(future).await,
+            };
+            let frame = match outcome {
+                Ok(Ok(frame)) => frame,
+                Ok(Err(error)) => encode_error(id, &error, max_frame),
+                Err(panic) => encode_error(
+                    id,
+                    &RemoteError::new(RemoteErrorKind::Panic, panic),
+                    max_frame,
+                ),
+            };
+            lock(&in_flight).remove(&id);
+            let _ = sender.send(frame);
+        });
+        // Registered under the lock the task needs to deregister, so it cannot finish first.
+        registry.insert(id, task.abort_handle());
+    }
+
+    fn cancel(&self, id: u64) {
+        if let Some(task) = lock(&self.in_flight).remove(&id) {
+            task.abort();
+            tracing::debug!(process = P::NAME, id, "call cancelled by the client");
+        }
+    }
+
+    fn abort_all(&self) {
+        for (_, task) in lock(&self.in_flight).drain() {
+            task.abort();
+        }
+    }
+
+    /// Refuse new calls, run the shutdown hooks, drain in-flight calls within `grace`, abort
+    /// the rest with an error reply, then acknowledge.
+    async fn shutdown(&self, conn: &mut Connection, id: u64, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        let hooks = run_hooks(P::__shutdown(&self.cell));
+        let drain = async {
+            // Every permit back means no call is in flight.
+            let all = u32::try_from(self.opts.max_in_flight).unwrap_or(u32::MAX);
+            let _ = self.permits.acquire_many(all).await;
+        };
+        let refuse_new = async {
+            while let Some(Ok(incoming)) = conn.receiver.recv().await {
+                if let Incoming::Frame(frame) = incoming {
+                    match frame.kind() {
+                        FrameKind::Call => {
+                            let error = RemoteError::new(
+                                RemoteErrorKind::ShuttingDown,
+                                format!("process `{}` is shutting down", P::NAME),
+                            );
+                            self.send(encode_error(frame.id(), &error, self.opts.max_frame));
+                        }
+                        FrameKind::Cancel => self.cancel(frame.id()),
+                        _ => {}
+                    }
+                }
+            }
+            std::future::pending::<()>().await
+        };
+        let work = async {
+            if tokio::time::timeout_at(deadline, hooks).await.is_err() {
+                tracing::error!(
+                    process = P::NAME,
+                    "on_shutdown hooks did not finish within the grace period"
+                );
+            }
+            let _ = tokio::time::timeout_at(deadline, drain).await;
+        };
+        tokio::select! {
+            _ = work => {}
+            _ = refuse_new => {}
+        }
+        let leftover: Vec<(u64, AbortHandle)> = lock(&self.in_flight).drain().collect();
+        for (call, task) in leftover {
+            task.abort();
+            let error = RemoteError::new(
+                RemoteErrorKind::ShuttingDown,
+                format!("process `{}` shut down before the call finished", P::NAME),
+            );
+            self.send(encode_error(call, &error, self.opts.max_frame));
+        }
+        if let Ok(frame) = wire::encode_reply(id, &(), self.opts.max_frame) {
+            self.send(frame);
+        }
+    }
+}
+
+/// Runs shutdown hooks concurrently, so one that hangs or panics cannot hold up the others.
+async fn run_hooks(hooks: Vec<crate::process::BoxFuture<'static, ()>>) {
+    let tasks: Vec<_> = hooks
+        .into_iter()
+        .map(|hook| tokio::spawn(CatchUnwind(hook)))
+        .collect();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(panic)) => tracing::error!(%panic, "an on_shutdown hook panicked"),
+            Err(err) => tracing::error!(%err, "an on_shutdown hook was lost"),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned registry only means a panic elsewhere; its map is still consistent.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

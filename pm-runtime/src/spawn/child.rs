@@ -1,0 +1,182 @@
+//! `Isolation::Child`: the process is the binary, run as a child OS process.
+//!
+//! The child gets one end of a socketpair on descriptor 3 and the bootstrap in its
+//! environment. It leads its own process group (so stopping it reaches its descendants), and
+//! it is killed by the kernel if the thread that spawned it dies (parent-death signal); it also
+//! exits by itself when the connection reaches end-of-stream.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+
+use pm_core::Error;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::watch;
+
+use crate::bootstrap::{Bootstrap, BOOTSTRAP_ENV, CHILD_FD};
+use crate::spawn::{Control, LaunchSpec, Launched};
+
+/// Says how a child ended, for errors and events.
+pub(crate) fn describe_exit(status: &ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        format!("exited with code {code}")
+    } else if let Some(signal) = status.signal() {
+        format!("killed by signal {signal}{}", signal_name(signal))
+    } else {
+        format!("ended: {status}")
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGKILL => " (SIGKILL)",
+        libc::SIGTERM => " (SIGTERM)",
+        libc::SIGSEGV => " (SIGSEGV)",
+        libc::SIGABRT => " (SIGABRT)",
+        libc::SIGINT => " (SIGINT)",
+        _ => "",
+    }
+}
+
+fn spawn_error(spec: &LaunchSpec, reason: String) -> Error {
+    Error::Spawn {
+        process: spec.name.clone(),
+        reason,
+    }
+}
+
+pub(crate) fn launch(spec: &LaunchSpec) -> Result<Launched, Error> {
+    let binary = &spec.binary;
+    if !binary.exists() {
+        return Err(spawn_error(
+            spec,
+            format!("binary `{}` does not exist", binary.display()),
+        ));
+    }
+    let (parent_end, child_end) = std::os::unix::net::UnixStream::pair()
+        .map_err(|err| spawn_error(spec, format!("could not create a socketpair: {err}")))?;
+    let bootstrap = Bootstrap {
+        fd: CHILD_FD,
+        token: spec.token.clone(),
+        max_frame: spec.limits.max_frame_size,
+        max_in_flight: spec.limits.max_in_flight,
+    };
+    let child_fd = child_end.as_raw_fd();
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .env(BOOTSTRAP_ENV, bootstrap.encode())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // async-signal-safe functions (dup2, fcntl, prctl, getppid), allocating nothing.
+    unsafe {
+        let parent = libc::getpid();
+        command.pre_exec(move || {
+            if child_fd == CHILD_FD {
+                let flags = libc::fcntl(CHILD_FD, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(CHILD_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(child_fd, CHILD_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("manager exited during spawn"));
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|err| {
+        let reason = match err.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("binary `{}` not found: {err}", binary.display())
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                format!("binary `{}` is not executable: {err}", binary.display())
+            }
+            _ => format!("could not start `{}`: {err}", binary.display()),
+        };
+        spawn_error(spec, reason)
+    })?;
+    drop(child_end);
+    let pid = child
+        .id()
+        .ok_or_else(|| spawn_error(spec, "the child exited at once".into()))?;
+
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(forward_lines(stdout, spec.name.clone(), pid, "stdout"));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(forward_lines(stderr, spec.name.clone(), pid, "stderr"));
+    }
+    let (exit_tx, exit) = watch::channel(None);
+    let name = spec.name.clone();
+    tokio::spawn(async move {
+        let reason = match child.wait().await {
+            Ok(status) => describe_exit(&status),
+            Err(err) => format!("could not be waited for: {err}"),
+        };
+        tracing::debug!(process = %name, pid, %reason, "child ended");
+        exit_tx.send_replace(Some(reason));
+    });
+
+    let stream = parent_end
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixStream::from_std(parent_end))
+        .map_err(|err| spawn_error(spec, format!("could not use the socketpair: {err}")))?;
+    let conn = pm_transport::from_unix_stream(stream, spec.limits.max_frame_size, "socketpair");
+    Ok(Launched {
+        conn,
+        exit,
+        control: Control::Child { pid },
+    })
+}
+
+/// Forwards a child's output into `tracing`, line by line, until the pipe closes. Bytes that
+/// are not UTF-8 are replaced, never a reason to stop forwarding.
+async fn forward_lines<R: AsyncRead + Unpin>(
+    stream: R,
+    process: String,
+    pid: u32,
+    which: &'static str,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end_matches(['\n', '\r']);
+                if which == "stderr" {
+                    tracing::warn!(target: "pm::child", process = %process, pid, stream = which, "{text}");
+                } else {
+                    tracing::info!(target: "pm::child", process = %process, pid, stream = which, "{text}");
+                }
+            }
+            Err(err) => {
+                tracing::debug!(process = %process, pid, %err, "stopped forwarding {which}");
+                break;
+            }
+        }
+    }
+}
+
+/// Sends `signal` to the child's whole process group.
+pub(crate) fn signal_group(pid: u32, signal: i32) {
+    if let Ok(pgid) = i32::try_from(pid) {
+        // SAFETY: kill has no memory-safety preconditions; a stale group yields ESRCH.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+}

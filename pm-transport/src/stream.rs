@@ -1,0 +1,140 @@
+//! Connections over byte streams: socketpairs, unix and tcp sockets.
+
+use pm_core::wire::Frame;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
+
+use crate::codec::FrameReader;
+use crate::connection::{Connection, FrameReceiver, FrameSender};
+
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// A connection over a byte stream's read and write halves, accepting frame bodies up to
+/// `max_frame` bytes.
+///
+/// Spawns the writer task on the current tokio runtime (so it panics outside one, like
+/// `tokio::spawn`). The writer batches queued frames into as few writes as it can, and shuts
+/// the write half down once every [`FrameSender`] is dropped, so the peer sees end-of-stream.
+pub fn from_stream<R, W>(
+    read: R,
+    write: W,
+    max_frame: usize,
+    description: &'static str,
+) -> Connection
+where
+    R: AsyncRead + Send + 'static,
+    W: AsyncWrite + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_frames(Box::pin(write), rx, description));
+    Connection {
+        sender: FrameSender::new(tx),
+        receiver: FrameReceiver::stream(FrameReader::new(Box::pin(read), max_frame)),
+        description,
+        writer: Some(writer),
+    }
+}
+
+/// A connection over a connected unix stream (a socketpair end or an accepted socket).
+pub fn from_unix_stream(
+    stream: tokio::net::UnixStream,
+    max_frame: usize,
+    description: &'static str,
+) -> Connection {
+    let (read, write) = stream.into_split();
+    from_stream(read, write, max_frame, description)
+}
+
+async fn write_frames(
+    io: std::pin::Pin<Box<dyn AsyncWrite + Send>>,
+    mut queue: mpsc::UnboundedReceiver<Frame>,
+    description: &'static str,
+) {
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER, io);
+    while let Some(frame) = queue.recv().await {
+        if let Err(err) = out.write_all(frame.wire()).await {
+            tracing::debug!(%err, transport = description, "write failed; closing connection");
+            return;
+        }
+        // Take whatever else is queued before paying for a flush.
+        while let Ok(frame) = queue.try_recv() {
+            if let Err(err) = out.write_all(frame.wire()).await {
+                tracing::debug!(%err, transport = description, "write failed; closing connection");
+                return;
+            }
+        }
+        if let Err(err) = out.flush().await {
+            tracing::debug!(%err, transport = description, "flush failed; closing connection");
+            return;
+        }
+    }
+    let _ = out.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BufMut;
+    use pm_core::wire::{encode_call, Incoming};
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+    use crate::TransportError;
+
+    fn pair(max: usize) -> (Connection, Connection) {
+        let (a, b) = tokio::net::UnixStream::pair().expect("socketpair");
+        (
+            from_unix_stream(a, max, "test"),
+            from_unix_stream(b, max, "test"),
+        )
+    }
+
+    #[tokio::test]
+    async fn many_frames_cross_a_socketpair_in_order() {
+        let (a, mut b) = pair(1024);
+        for id in 0..100u64 {
+            let frame = encode_call(id, "m", None, &(id,), 1024).expect("fits");
+            a.sender.send(frame).expect("open");
+        }
+        for id in 0..100u64 {
+            match b.receiver.recv().await {
+                Some(Ok(Incoming::Frame(frame))) => assert_eq!(frame.id(), id),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        drop(a);
+        assert!(b.receiver.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn garbage_bytes_end_the_stream_with_a_wire_error() {
+        let (raw, other) = tokio::net::UnixStream::pair().expect("socketpair");
+        let mut conn = from_unix_stream(other, 1024, "test");
+        let (_, mut write) = raw.into_split();
+        let mut junk = Vec::new();
+        junk.put_u32(2);
+        junk.put_u16(0xffff);
+        write.write_all(&junk).await.expect("write");
+        match conn.receiver.recv().await {
+            Some(Err(TransportError::Wire(_))) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(conn.receiver.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_frame_is_reported_and_the_next_frame_still_arrives() {
+        let (a, mut b) = pair(64);
+        let big = encode_call(1, "m", None, &(vec![1u8; 500],), 4096).expect("fits");
+        let small = encode_call(2, "m", None, &(), 64).expect("fits");
+        a.sender.send(big).expect("open");
+        a.sender.send(small).expect("open");
+        match b.receiver.recv().await {
+            Some(Ok(Incoming::Oversize { id: 1, .. })) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        match b.receiver.recv().await {
+            Some(Ok(Incoming::Frame(frame))) => assert_eq!(frame.id(), 2),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
