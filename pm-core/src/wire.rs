@@ -607,7 +607,7 @@ mod tests {
     #[test]
     fn oversized_arguments_are_refused_while_encoding() {
         let big = vec![0u8; 4096];
-        let err = encode_call(1, "put", None, &(serde_bytes_like(&big),), 1024).unwrap_err();
+        let err = encode_call(1, "put", None, &(serde_bytes_like(&big),), 1024).expect_err("fails");
         assert!(
             matches!(err, WireError::TooLarge { max: 1024, .. }),
             "{err:?}"
@@ -625,7 +625,7 @@ mod tests {
             rmp_serde::from_slice::<(u8, String)>(&small).expect("decodes"),
             (1, "hi".into())
         );
-        let err = encode_value(&(Bytes::from(vec![0u8; 500]),), 100).unwrap_err();
+        let err = encode_value(&(Bytes::from(vec![0u8; 500]),), 100).expect_err("fails");
         assert!(matches!(err, WireError::TooLarge { max: 100, .. }));
     }
 

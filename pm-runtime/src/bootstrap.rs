@@ -106,15 +106,15 @@ mod tests {
     #[test]
     fn bootstrap_errors_name_what_is_wrong() {
         assert!(Bootstrap::parse("v9;fd=3")
-            .unwrap_err()
+            .expect_err("fails")
             .0
             .contains("unsupported"));
         assert!(Bootstrap::parse("v1;fd=x")
-            .unwrap_err()
+            .expect_err("fails")
             .0
             .contains("`fd` is not a number"));
         assert!(Bootstrap::parse("v1;fd=3")
-            .unwrap_err()
+            .expect_err("fails")
             .0
             .contains("lacks `token`"));
     }

@@ -200,18 +200,16 @@ impl Managed {
             Ok(greeting) => greeting,
             Err(err) => {
                 drop(conn);
+                // A process that went away during the handshake has usually just exited: give
+                // the reaper a moment so the error can say how.
+                let ended = wait_exit(&mut exit, Duration::from_millis(300)).await;
                 end_incarnation(control, &mut exit, Duration::ZERO).await;
                 let err = match err {
-                    Error::Spawn { process, reason } => {
-                        let ended = exit.borrow().clone();
+                    Error::Spawn { process, reason } if ended => {
+                        let how = exit.borrow().clone().unwrap_or_default();
                         Error::Spawn {
                             process,
-                            reason: match ended {
-                                Some(how) if reason.contains("closed the connection") => {
-                                    format!("{reason}; it {how}")
-                                }
-                                _ => reason,
-                            },
+                            reason: format!("{reason}; the process {how}"),
                         }
                     }
                     other => other,

@@ -1,1 +1,26 @@
-//! x
+//! Shared helpers of the end-to-end tests.
+
+use std::time::{Duration, Instant};
+
+/// Whether an OS process with this pid exists (zombies included).
+pub fn pid_exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Waits up to `within` for `pid` to disappear (reaped, not just dead); true if it did.
+/// Async, so the runtime that reaps children keeps running meanwhile.
+pub async fn wait_gone(pid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if !pid_exists(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    !pid_exists(pid)
+}

@@ -2,6 +2,8 @@
 //!
 //! Run it with `cargo run -p pm-examples --bin quickstart`.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a demo prints what it shows
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
