@@ -44,7 +44,10 @@ impl RawEcho {
         }
         let child = command.spawn().expect("raw-echo starts");
         drop(theirs);
-        Self { child, stream: ours }
+        Self {
+            child,
+            stream: ours,
+        }
     }
 
     fn ping(&mut self, message: &[u8], reply: &mut [u8]) {

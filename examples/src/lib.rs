@@ -109,3 +109,70 @@ pub fn sibling_binary(name: &str) -> Option<PathBuf> {
     let candidate = dir.join(name);
     candidate.is_file().then_some(candidate)
 }
+
+/// A counter whose increments take `&mut self`: calls to it are serialised, so concurrent
+/// increments are never lost even though each one yields in the middle.
+#[derive(Debug, Default)]
+pub struct Counter {
+    count: u64,
+}
+
+#[process(name = "counter", version = "1.0.0")]
+impl Counter {
+    /// Adds one and returns the new count. Reads, yields to other tasks, then writes: without
+    /// serialisation concurrent calls would lose updates.
+    #[public]
+    pub async fn increment(&mut self) -> u64 {
+        let before = self.count;
+        tokio::task::yield_now().await;
+        self.count = before + 1;
+        self.count
+    }
+
+    /// The current count.
+    #[public]
+    pub async fn get(&self) -> u64 {
+        self.count
+    }
+}
+
+/// Where the database service connects (seed pattern 2: a service with dependencies).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseConfig {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// A service built from its dependencies by `init`.
+#[derive(Debug)]
+pub struct DatabaseService {
+    config: DatabaseConfig,
+}
+
+#[process(name = "database-service", version = "1.0.0")]
+impl DatabaseService {
+    /// Builds the service; refuses an empty host or port 0, as a real connect would fail.
+    pub async fn init(config: DatabaseConfig) -> Result<Self, String> {
+        if config.host.is_empty() || config.port == 0 {
+            return Err(format!(
+                "cannot connect to database at `{}:{}`",
+                config.host, config.port
+            ));
+        }
+        Ok(Self { config })
+    }
+
+    /// Runs a query (here: describes where it would run).
+    #[public]
+    pub async fn query(&self, sql: String) -> String {
+        format!("{}:{} <- {sql}", self.config.host, self.config.port)
+    }
+
+    /// The configuration `init` received.
+    #[public]
+    pub async fn config(&self) -> DatabaseConfig {
+        self.config.clone()
+    }
+}

@@ -24,3 +24,51 @@ pub async fn wait_gone(pid: u32, within: Duration) -> bool {
     }
     !pid_exists(pid)
 }
+
+use pm_runtime::prelude::*;
+
+/// A process whose shutdown hooks append to a file named by its dependencies, so a test can
+/// observe that they ran (and in which process).
+#[derive(Debug)]
+pub struct HookRecorder {
+    path: std::path::PathBuf,
+}
+
+impl HookRecorder {
+    fn append(&self, line: &str) {
+        use std::io::Write;
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            let _ = writeln!(file, "{line} pid={}", std::process::id());
+        }
+    }
+}
+
+#[process(name = "hook-recorder", version = "1.0.0")]
+impl HookRecorder {
+    /// Takes the path of the file the hooks write to.
+    pub async fn init(path: String) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The pid serving calls.
+    #[public]
+    pub async fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    /// First hook.
+    #[on_shutdown]
+    pub async fn flush(&self) {
+        self.append("flush");
+    }
+
+    /// Second hook.
+    #[on_shutdown]
+    pub async fn close(&self) {
+        self.append("close");
+    }
+}
