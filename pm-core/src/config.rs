@@ -3,6 +3,7 @@
 //! Every struct is `Default` with public fields, so `..Default::default()` fills in what a
 //! caller leaves out. Durations are [`std::time::Duration`]; sizes are bytes.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use crate::wire::{DEFAULT_MAX_FRAME, DEFAULT_MAX_IN_FLIGHT};
@@ -169,8 +170,8 @@ impl Default for Limits {
     }
 }
 
-/// Configuration of a [`ProcessManager`](../../pm_runtime/struct.ProcessManager.html).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// Configuration of a `ProcessManager`.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProcessManagerConfig {
     /// Where processes run unless a spawn says otherwise. Default: [`Isolation::Worker`].
     pub isolation: Isolation,
@@ -185,6 +186,24 @@ pub struct ProcessManagerConfig {
     pub monitoring: Monitoring,
     /// Frame size and in-flight bounds.
     pub limits: Limits,
+    /// The address `Tcp` and `Http` processes listen on (on an ephemeral port). Default:
+    /// `127.0.0.1`, reachable from this machine only; set it to another interface only
+    /// behind a firewall, since every connection is still token-checked but unencrypted.
+    pub bind_address: IpAddr,
+}
+
+impl Default for ProcessManagerConfig {
+    fn default() -> Self {
+        Self {
+            isolation: Isolation::default(),
+            transport: TransportKind::default(),
+            restart_policy: RestartPolicy::default(),
+            resources: Resources::default(),
+            monitoring: Monitoring::default(),
+            limits: Limits::default(),
+            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
 }
 
 /// How a pool picks the member for each call.

@@ -79,4 +79,7 @@ pub struct ProcessInfo {
     pub restarts: u32,
     /// How long the current incarnation has been running.
     pub uptime: Duration,
+    /// Where the current incarnation listens (`unix:/path` or `tcp:127.0.0.1:port`), for the
+    /// socket transports; `None` for `Ipc`.
+    pub endpoint: Option<String>,
 }

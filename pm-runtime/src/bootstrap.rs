@@ -13,10 +13,33 @@ pub(crate) const BOOTSTRAP_ENV: &str = "TITAN_PM_BOOTSTRAP";
 /// The descriptor number the child's end of the socketpair is placed on.
 pub(crate) const CHILD_FD: i32 = 3;
 
+/// What the inherited descriptor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SocketRole {
+    /// One end of a socketpair, already connected to the manager.
+    Connected,
+    /// A listening unix socket; the manager connects to it.
+    UnixListener,
+    /// A listening TCP socket; the manager connects to it.
+    TcpListener,
+}
+
+impl SocketRole {
+    fn as_str(self) -> &'static str {
+        match self {
+            SocketRole::Connected => "connected",
+            SocketRole::UnixListener => "unix-listener",
+            SocketRole::TcpListener => "tcp-listener",
+        }
+    }
+}
+
 /// What a child needs to serve its manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Bootstrap {
     pub(crate) fd: i32,
+    /// What the descriptor is: a connected stream, or a listener to accept connections on.
+    pub(crate) socket: SocketRole,
     pub(crate) token: Token,
     pub(crate) max_frame: usize,
     pub(crate) max_in_flight: usize,
@@ -26,8 +49,9 @@ impl Bootstrap {
     /// Encodes for the environment: `v1;fd=3;token=..;max_frame=..;max_in_flight=..`.
     pub(crate) fn encode(&self) -> String {
         format!(
-            "v1;fd={};token={};max_frame={};max_in_flight={}",
+            "v1;fd={};socket={};token={};max_frame={};max_in_flight={}",
             self.fd,
+            self.socket.as_str(),
             self.token.as_str(),
             self.max_frame,
             self.max_in_flight
@@ -44,6 +68,7 @@ impl Bootstrap {
             )));
         }
         let (mut fd, mut token, mut max_frame, mut max_in_flight) = (None, None, None, None);
+        let mut socket = SocketRole::Connected;
         for part in parts {
             let (key, value) = part
                 .split_once('=')
@@ -60,6 +85,18 @@ impl Bootstrap {
                             .map_err(|_| BootstrapError("bootstrap fd out of range".into()))?,
                     )
                 }
+                "socket" => {
+                    socket = match value {
+                        "connected" => SocketRole::Connected,
+                        "unix-listener" => SocketRole::UnixListener,
+                        "tcp-listener" => SocketRole::TcpListener,
+                        other => {
+                            return Err(BootstrapError(format!(
+                                "unknown bootstrap socket `{other}`"
+                            )))
+                        }
+                    }
+                }
                 "token" => token = Some(Token::from_string(value.to_owned())),
                 "max_frame" => max_frame = Some(number()?),
                 "max_in_flight" => max_in_flight = Some(number()?),
@@ -69,6 +106,7 @@ impl Bootstrap {
         let missing = |what: &str| BootstrapError(format!("bootstrap lacks `{what}`"));
         Ok(Self {
             fd: fd.ok_or_else(|| missing("fd"))?,
+            socket,
             token: token.ok_or_else(|| missing("token"))?,
             max_frame: max_frame.ok_or_else(|| missing("max_frame"))?,
             max_in_flight: max_in_flight
@@ -96,6 +134,7 @@ mod tests {
     fn bootstrap_round_trips_through_its_text_form() {
         let bootstrap = Bootstrap {
             fd: 3,
+            socket: SocketRole::TcpListener,
             token: Token::from_string("00ff".into()),
             max_frame: 1024,
             max_in_flight: 8,

@@ -5,9 +5,9 @@ use std::os::fd::FromRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::bootstrap::{Bootstrap, BootstrapError, BOOTSTRAP_ENV};
+use crate::bootstrap::{Bootstrap, BootstrapError, SocketRole, BOOTSTRAP_ENV};
 use crate::process::Process;
-use crate::rpc::server::{serve, ServeEnd, ServeOptions};
+use crate::rpc::server::{serve, serve_listener, ServeEnd, ServeOptions};
 
 /// Reads the bootstrap and removes it from the environment.
 fn take_bootstrap() -> Result<Bootstrap, BootstrapError> {
@@ -71,25 +71,48 @@ pub fn run_process_main<P: Process>() -> ExitCode {
         }
     };
     let end = runtime.block_on(async move {
-        // SAFETY: the fd was checked to be an open socket above, and the bootstrap hands it to
-        // this process alone; nothing else in the process owns it.
-        let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(bootstrap.fd) };
-        let stream = std_stream
-            .set_nonblocking(true)
-            .and_then(|()| tokio::net::UnixStream::from_std(std_stream));
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(err) => {
-                return ServeEnd::Refused(format!("cannot use the manager's socket: {err}"))
-            }
-        };
-        let conn = pm_transport::from_unix_stream(stream, bootstrap.max_frame, "socketpair");
         let opts = ServeOptions {
             token: bootstrap.token,
             max_frame: bootstrap.max_frame,
             max_in_flight: bootstrap.max_in_flight,
         };
-        serve::<P>(conn, opts).await
+        let fd = bootstrap.fd;
+        match bootstrap.socket {
+            SocketRole::Connected => {
+                // SAFETY: the fd was checked to be an open socket above, and the bootstrap
+                // hands it to this process alone; nothing else in the process owns it.
+                let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+                let stream = std_stream
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::UnixStream::from_std(std_stream));
+                match stream {
+                    Ok(stream) => {
+                        let conn =
+                            pm_transport::from_unix_stream(stream, opts.max_frame, "socketpair");
+                        serve::<P>(conn, opts).await
+                    }
+                    Err(err) => {
+                        ServeEnd::Refused(format!("cannot use the manager's socket: {err}"))
+                    }
+                }
+            }
+            SocketRole::UnixListener | SocketRole::TcpListener => {
+                // SAFETY: as above: an open socket owned by nothing else in this process.
+                let listener = unsafe {
+                    if bootstrap.socket == SocketRole::UnixListener {
+                        pm_transport::StdListener::Unix(
+                            std::os::unix::net::UnixListener::from_raw_fd(fd),
+                        )
+                    } else {
+                        pm_transport::StdListener::Tcp(std::net::TcpListener::from_raw_fd(fd))
+                    }
+                };
+                match pm_transport::Listener::from_std(listener) {
+                    Ok(listener) => serve_listener::<P>(listener, opts).await,
+                    Err(err) => ServeEnd::Refused(format!("cannot listen on the socket: {err}")),
+                }
+            }
+        }
     });
     // Calls still blocking a thread must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_millis(500));

@@ -15,11 +15,13 @@ use crate::metrics::{CallStats, ResourceSampler};
 use crate::process::BoxFuture;
 use crate::rpc::client::RpcConnection;
 use crate::rpc::handshake::handshake;
-use crate::spawn::{child::signal_group, Control, LaunchSpec, Launched};
+use crate::spawn::{child::signal_group, Control, LaunchSpec, Launched, Reach};
 use crate::supervisor::{Decision, RestartTracker};
 
 /// How long a process may take from start to the end of its `init`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to a listening process may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a child has, after its shutdown reply or a SIGTERM, to exit by itself.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
 
@@ -40,6 +42,8 @@ struct Incarnation {
     rpc: Arc<RpcConnection>,
     exit: watch::Receiver<Option<String>>,
     control: Control,
+    /// The private socket directory of a unix transport, removed when this is dropped.
+    _dir: Option<pm_transport::SocketDir>,
 }
 
 #[derive(Debug)]
@@ -48,6 +52,7 @@ struct Status {
     pid: Option<u32>,
     restarts: u32,
     up_since: Option<Instant>,
+    endpoint: Option<String>,
 }
 
 /// Starts one incarnation of the process's type; `launch::<P>` for the spawned `P`.
@@ -117,6 +122,7 @@ impl Managed {
                 pid: None,
                 restarts: 0,
                 up_since: None,
+                endpoint: None,
             }),
             incarnation: tokio::sync::Mutex::new(None),
             tracker: Mutex::new(RestartTracker::new(spec.restart_policy)),
@@ -148,6 +154,7 @@ impl Managed {
             state: status.state.clone(),
             restarts: status.restarts,
             uptime: status.up_since.map(|t| t.elapsed()).unwrap_or_default(),
+            endpoint: status.endpoint.clone(),
         }
     }
 
@@ -179,7 +186,8 @@ impl Managed {
     async fn start_incarnation_inner(self: Arc<Self>) -> Result<(), Error> {
         self.set_state(ProcessState::Starting {});
         let Launched {
-            mut conn,
+            reach,
+            dir,
             mut exit,
             control,
         } = (self.launcher)(&self.spec)?;
@@ -187,6 +195,34 @@ impl Managed {
             id: self.id,
             name: self.name.clone(),
         });
+        let endpoint = match &reach {
+            Reach::Connected(_) => None,
+            Reach::Listening(address) => Some(address.to_string()),
+        };
+        let mut conn = match reach {
+            Reach::Connected(conn) => conn,
+            Reach::Listening(address) => {
+                let max = self.spec.limits.max_frame_size;
+                match tokio::time::timeout(CONNECT_TIMEOUT, pm_transport::connect(&address, max))
+                    .await
+                {
+                    Ok(Ok(conn)) => conn,
+                    outcome => {
+                        let reason = match outcome {
+                            Ok(Err(err)) => format!("could not connect to {address}: {err}"),
+                            _ => {
+                                format!("could not connect to {address} within {CONNECT_TIMEOUT:?}")
+                            }
+                        };
+                        end_incarnation(control, &mut exit, Duration::ZERO).await;
+                        return Err(Error::Spawn {
+                            process: self.name.clone(),
+                            reason,
+                        });
+                    }
+                }
+            }
+        };
         let greeting = handshake(
             &mut conn,
             &self.identity,
@@ -229,12 +265,14 @@ impl Managed {
             rpc: rpc.clone(),
             exit: exit.clone(),
             control,
+            _dir: dir,
         });
         {
             let mut status = lock(&self.status);
             status.state = ProcessState::Running {};
             status.pid = Some(greeting.pid);
             status.up_since = Some(Instant::now());
+            status.endpoint = endpoint;
         }
         self.link.send_replace(Link::Up(rpc.clone()));
         self.emit(ProcessEvent::Ready {
@@ -266,6 +304,7 @@ impl Managed {
             rpc,
             mut exit,
             control,
+            ..
         } = incarnation;
         self.link.send_replace(Link::Down);
         drop(rpc);
@@ -360,12 +399,17 @@ impl Managed {
             rpc,
             mut exit,
             control,
+            ..
         }) = slot.take()
         {
             let asked = tokio::time::timeout(grace + EXIT_WAIT, rpc.shutdown(grace)).await;
             if let Ok(Err(err)) = asked {
                 tracing::debug!(process = %self.name, %err, "shutdown request not answered");
             }
+            rpc.abort(Error::Unavailable {
+                process: self.name.clone(),
+                reason: "it was stopped".into(),
+            });
             drop(rpc);
             end_incarnation(control, &mut exit, EXIT_WAIT).await;
         }
@@ -390,8 +434,13 @@ impl Managed {
             rpc,
             mut exit,
             control,
+            ..
         }) = slot.take()
         {
+            rpc.abort(Error::ProcessExited {
+                process: self.name.clone(),
+                reason: "it was killed".into(),
+            });
             drop(rpc);
             end_incarnation(control, &mut exit, Duration::ZERO).await;
         }

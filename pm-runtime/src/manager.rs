@@ -134,10 +134,10 @@ impl ProcessManager {
         crate::supervisor::validate(&config.restart_policy)?;
         let name = options.name.unwrap_or_else(|| P::NAME.to_owned());
         let transport = options.transport.unwrap_or(config.transport);
-        if transport != TransportKind::Ipc {
-            return Err(Error::Config(format!(
-                "transport {transport:?} is not available in this build; use TransportKind::Ipc"
-            )));
+        if transport == TransportKind::Http {
+            return Err(Error::Config(
+                "transport Http is not available in this build; use Ipc, Unix or Tcp".into(),
+            ));
         }
         if config.limits.max_frame_size < 1024 || config.limits.max_frame_size > u32::MAX as usize {
             return Err(Error::Config(format!(
@@ -174,6 +174,8 @@ impl ProcessManager {
                 isolation: options.isolation.unwrap_or(config.isolation),
                 limits: config.limits,
                 token,
+                transport,
+                bind_address: config.bind_address,
             },
             launcher: launch::<P>,
             dependencies,

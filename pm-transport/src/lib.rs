@@ -13,9 +13,11 @@
 mod channel;
 mod codec;
 mod connection;
+mod net;
 mod stream;
 
 pub use channel::channel_pair;
 pub use codec::FrameCodec;
 pub use connection::{Connection, FrameReceiver, FrameSender, TransportError};
+pub use net::{connect, Address, Listener, SocketDir, StdListener};
 pub use stream::{from_stream, from_unix_stream};

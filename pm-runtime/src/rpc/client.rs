@@ -172,6 +172,19 @@ impl RpcConnection {
             .unwrap_or_else(|| Error::Transport("connection closed".into()))
     }
 
+    /// Ends every call in flight with `error` and refuses new ones. The connection itself
+    /// closes once the last holder of it is dropped (calls release it as they end).
+    pub(crate) fn abort(&self, error: Error) {
+        let waiters: Vec<Waiter> = {
+            let mut pending = lock(&self.shared.pending);
+            lock(&self.shared.closed).get_or_insert(error.clone());
+            pending.drain().map(|(_, waiter)| waiter).collect()
+        };
+        for waiter in waiters {
+            let _ = waiter.send(Err(error.clone()));
+        }
+    }
+
     /// Asks the process to shut down gracefully within `grace`, and waits for its answer or
     /// for the connection to close.
     pub(crate) async fn shutdown(&self, grace: Duration) -> Result<(), Error> {

@@ -39,10 +39,60 @@ pub(crate) enum ServeEnd {
     Refused(String),
 }
 
+/// The instance shared by every connection of one process: built by the first `init`.
+pub(crate) type SharedInstance<P> = Arc<tokio::sync::OnceCell<ProcessCell<P>>>;
+
 /// Serves one connection for process type `P`, from handshake to shutdown or disconnect.
-pub(crate) async fn serve<P: Process>(mut conn: Connection, opts: ServeOptions) -> ServeEnd {
+pub(crate) async fn serve<P: Process>(conn: Connection, opts: ServeOptions) -> ServeEnd {
+    serve_with::<P>(conn, opts, Arc::new(tokio::sync::OnceCell::new()))
+        .await
+        .0
+}
+
+/// Serves connections accepted from `listener`, all sharing one instance. Ends when the
+/// connection that built the instance (the manager's) ends, with that connection's end.
+/// Connections that fail the handshake are refused and logged; the listener goes on.
+pub(crate) async fn serve_listener<P: Process>(
+    listener: pm_transport::Listener,
+    opts: ServeOptions,
+) -> ServeEnd {
+    let instance: SharedInstance<P> = Arc::new(tokio::sync::OnceCell::new());
+    let (primary_tx, mut primary_rx) = tokio::sync::mpsc::channel::<ServeEnd>(1);
+    let mut connections = tokio::task::JoinSet::new();
+    let end = loop {
+        tokio::select! {
+            accepted = listener.accept(opts.max_frame) => match accepted {
+                Ok(conn) => {
+                    let (opts, instance, primary_tx) = (opts.clone(), instance.clone(), primary_tx.clone());
+                    connections.spawn(async move {
+                        let (end, built) = serve_with::<P>(conn, opts, instance).await;
+                        if built {
+                            let _ = primary_tx.send(end).await;
+                        }
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(process = P::NAME, %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            Some(end) = primary_rx.recv() => break end,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    };
+    connections.shutdown().await;
+    end
+}
+
+/// Serves one connection; also says whether this connection's `init` built the instance.
+pub(crate) async fn serve_with<P: Process>(
+    mut conn: Connection,
+    opts: ServeOptions,
+    instance: SharedInstance<P>,
+) -> (ServeEnd, bool) {
     let writer = conn.writer.take();
-    let end = match accept::<P>(&mut conn, &opts).await {
+    let mut built = false;
+    let end = match accept::<P>(&mut conn, &opts, &instance, &mut built).await {
         Ok(cell) => {
             CallLoop::<P> {
                 cell,
@@ -65,7 +115,7 @@ pub(crate) async fn serve<P: Process>(mut conn: Connection, opts: ServeOptions) 
     if let Some(writer) = writer {
         let _ = tokio::time::timeout(WRITER_DRAIN, writer).await;
     }
-    end
+    (end, built)
 }
 
 /// How long a finished connection waits for its last frames to be written.
@@ -84,6 +134,8 @@ fn reject(sender: &FrameSender, reason: &str) {
 async fn accept<P: Process>(
     conn: &mut Connection,
     opts: &ServeOptions,
+    instance: &SharedInstance<P>,
+    built: &mut bool,
 ) -> Result<ProcessCell<P>, String> {
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, conn.receiver.recv()).await {
         Err(_) => return Err("no hello within 10 s".into()),
@@ -148,22 +200,18 @@ async fn accept<P: Process>(
         Some(Err(err)) => return Err(format!("unreadable init: {err}")),
         None => return Err("client closed before init".into()),
     };
-    let built = std::panic::catch_unwind(AssertUnwindSafe(|| P::__init(init.payload())));
-    let result = match built {
-        Ok(fut) => CatchUnwind(fut)
-            .await
-            .unwrap_or_else(|panic| Err(format!("init panicked: {panic}"))),
-        Err(payload) => Err(format!(
-            "init panicked: {}",
-            panic_message(payload.as_ref())
-        )),
-    };
+    let result = instance
+        .get_or_try_init(|| async {
+            *built = true;
+            build_instance::<P>(init.payload()).await
+        })
+        .await;
     match result {
-        Ok(instance) => {
+        Ok(cell) => {
             let ok =
                 wire::encode_reply(init.id(), &(), opts.max_frame).map_err(|e| e.to_string())?;
             conn.sender.send(ok).map_err(|e| e.to_string())?;
-            Ok(Arc::new(tokio::sync::RwLock::new(instance)))
+            Ok(cell.clone())
         }
         Err(message) => {
             let error = RemoteError::new(RemoteErrorKind::InitFailed, message.clone());
@@ -173,6 +221,21 @@ async fn accept<P: Process>(
             Err(format!("init failed: {message}"))
         }
     }
+}
+
+/// Runs `P`'s `init` (or `Default`) on the dependencies, turning a panic into an error.
+async fn build_instance<P: Process>(dependencies: bytes::Bytes) -> Result<ProcessCell<P>, String> {
+    let started = std::panic::catch_unwind(AssertUnwindSafe(|| P::__init(dependencies)));
+    let result = match started {
+        Ok(fut) => CatchUnwind(fut)
+            .await
+            .unwrap_or_else(|panic| Err(format!("init panicked: {panic}"))),
+        Err(payload) => Err(format!(
+            "init panicked: {}",
+            panic_message(payload.as_ref())
+        )),
+    };
+    result.map(|instance| Arc::new(tokio::sync::RwLock::new(instance)))
 }
 
 type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;

@@ -13,8 +13,8 @@ use pm_core::Error;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
-use crate::bootstrap::{Bootstrap, BOOTSTRAP_ENV, CHILD_FD};
-use crate::spawn::{Control, LaunchSpec, Launched};
+use crate::bootstrap::{Bootstrap, SocketRole, BOOTSTRAP_ENV, CHILD_FD};
+use crate::spawn::{Bound, Control, LaunchSpec, Launched, Reach};
 
 /// Says how a child ended, for errors and events.
 pub(crate) fn describe_exit(status: &ExitStatus) -> String {
@@ -45,7 +45,40 @@ fn spawn_error(spec: &LaunchSpec, reason: String) -> Error {
     }
 }
 
-pub(crate) fn launch(spec: &LaunchSpec) -> Result<Launched, Error> {
+/// What the child inherits on descriptor 3, and what the parent keeps.
+enum Inherit {
+    /// A socketpair: the parent keeps its end.
+    Pair {
+        parent: std::os::unix::net::UnixStream,
+        child: std::os::unix::net::UnixStream,
+    },
+    /// A listener bound by the parent; the parent connects after the spawn.
+    Listener(Bound),
+}
+
+impl Inherit {
+    fn fd(&self) -> i32 {
+        match self {
+            Inherit::Pair { child, .. } => child.as_raw_fd(),
+            Inherit::Listener(bound) => match &bound.listener {
+                pm_transport::StdListener::Unix(l) => l.as_raw_fd(),
+                pm_transport::StdListener::Tcp(l) => l.as_raw_fd(),
+            },
+        }
+    }
+
+    fn role(&self) -> SocketRole {
+        match self {
+            Inherit::Pair { .. } => SocketRole::Connected,
+            Inherit::Listener(bound) => match bound.listener {
+                pm_transport::StdListener::Unix(_) => SocketRole::UnixListener,
+                pm_transport::StdListener::Tcp(_) => SocketRole::TcpListener,
+            },
+        }
+    }
+}
+
+pub(crate) fn launch(spec: &LaunchSpec, bound: Option<Bound>) -> Result<Launched, Error> {
     let binary = &spec.binary;
     if !binary.exists() {
         return Err(spawn_error(
@@ -53,15 +86,23 @@ pub(crate) fn launch(spec: &LaunchSpec) -> Result<Launched, Error> {
             format!("binary `{}` does not exist", binary.display()),
         ));
     }
-    let (parent_end, child_end) = std::os::unix::net::UnixStream::pair()
-        .map_err(|err| spawn_error(spec, format!("could not create a socketpair: {err}")))?;
+    let inherit = match bound {
+        Some(bound) => Inherit::Listener(bound),
+        None => {
+            let (parent, child) = std::os::unix::net::UnixStream::pair().map_err(|err| {
+                spawn_error(spec, format!("could not create a socketpair: {err}"))
+            })?;
+            Inherit::Pair { parent, child }
+        }
+    };
     let bootstrap = Bootstrap {
         fd: CHILD_FD,
+        socket: inherit.role(),
         token: spec.token.clone(),
         max_frame: spec.limits.max_frame_size,
         max_in_flight: spec.limits.max_in_flight,
     };
-    let child_fd = child_end.as_raw_fd();
+    let child_fd = inherit.fd();
     let mut command = tokio::process::Command::new(binary);
     command
         .env(BOOTSTRAP_ENV, bootstrap.encode())
@@ -106,7 +147,6 @@ pub(crate) fn launch(spec: &LaunchSpec) -> Result<Launched, Error> {
         };
         spawn_error(spec, reason)
     })?;
-    drop(child_end);
     let pid = child
         .id()
         .ok_or_else(|| spawn_error(spec, "the child exited at once".into()))?;
@@ -128,13 +168,22 @@ pub(crate) fn launch(spec: &LaunchSpec) -> Result<Launched, Error> {
         exit_tx.send_replace(Some(reason));
     });
 
-    let stream = parent_end
-        .set_nonblocking(true)
-        .and_then(|()| tokio::net::UnixStream::from_std(parent_end))
-        .map_err(|err| spawn_error(spec, format!("could not use the socketpair: {err}")))?;
-    let conn = pm_transport::from_unix_stream(stream, spec.limits.max_frame_size, "socketpair");
+    let (reach, dir) = match inherit {
+        Inherit::Pair { parent, child: _ } => {
+            let stream = parent
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::UnixStream::from_std(parent))
+                .map_err(|err| spawn_error(spec, format!("could not use the socketpair: {err}")))?;
+            let conn =
+                pm_transport::from_unix_stream(stream, spec.limits.max_frame_size, "socketpair");
+            (Reach::Connected(conn), None)
+        }
+        // The child has its copy of the listener; ours closes here.
+        Inherit::Listener(bound) => (Reach::Listening(bound.address), bound.dir),
+    };
     Ok(Launched {
-        conn,
+        reach,
+        dir,
         exit,
         control: Control::Child { pid },
     })

@@ -3,19 +3,39 @@
 use tokio::sync::watch;
 
 use crate::process::Process;
-use crate::rpc::server::serve;
-use crate::spawn::{Control, LaunchSpec, Launched};
+use crate::rpc::server::{serve, serve_listener, ServeEnd};
+use crate::spawn::{Bound, Control, LaunchSpec, Launched, Reach};
 
-pub(crate) fn launch<P: Process>(spec: &LaunchSpec) -> Launched {
-    let (client_end, server_end) = pm_transport::channel_pair();
+pub(crate) fn launch<P: Process>(spec: &LaunchSpec, bound: Option<Bound>) -> Launched {
     let (exit_tx, exit) = watch::channel(None);
     let opts = spec.serve_options();
-    let task = tokio::spawn(async move {
-        let end = serve::<P>(server_end, opts).await;
-        exit_tx.send_replace(Some(format!("in-process instance ended: {end:?}")));
-    });
+    let (reach, dir, task) = match bound {
+        None => {
+            let (client_end, server_end) = pm_transport::channel_pair();
+            let task = tokio::spawn(async move {
+                let end = serve::<P>(server_end, opts).await;
+                exit_tx.send_replace(Some(format!("in-process instance ended: {end:?}")));
+            });
+            (Reach::Connected(client_end), None, task)
+        }
+        Some(Bound {
+            listener,
+            address,
+            dir,
+        }) => {
+            let task = tokio::spawn(async move {
+                let end = match pm_transport::Listener::from_std(listener) {
+                    Ok(listener) => serve_listener::<P>(listener, opts).await,
+                    Err(err) => ServeEnd::Refused(format!("cannot listen: {err}")),
+                };
+                exit_tx.send_replace(Some(format!("in-process instance ended: {end:?}")));
+            });
+            (Reach::Listening(address), dir, task)
+        }
+    };
     Launched {
-        conn: client_end,
+        reach,
+        dir,
         exit,
         control: Control::Inline {
             task: task.abort_handle(),

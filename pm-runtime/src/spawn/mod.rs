@@ -4,10 +4,11 @@ pub(crate) mod child;
 pub(crate) mod inline;
 pub(crate) mod worker;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
-use pm_core::{Error, Isolation, Limits};
-use pm_transport::Connection;
+use pm_core::{Error, Isolation, Limits, TransportKind};
+use pm_transport::{Address, Connection, SocketDir, StdListener};
 use tokio::sync::watch;
 
 use crate::process::Process;
@@ -22,6 +23,8 @@ pub(crate) struct LaunchSpec {
     pub(crate) isolation: Isolation,
     pub(crate) limits: Limits,
     pub(crate) token: Token,
+    pub(crate) transport: TransportKind,
+    pub(crate) bind_address: IpAddr,
 }
 
 impl LaunchSpec {
@@ -47,11 +50,75 @@ pub(crate) enum Control {
     Inline { task: tokio::task::AbortHandle },
 }
 
+/// How the manager reaches a started incarnation.
+#[derive(Debug)]
+pub(crate) enum Reach {
+    /// Already connected (socketpair or in-memory channels).
+    Connected(Connection),
+    /// Listening at this address; the manager connects.
+    Listening(Address),
+}
+
+/// A listener the manager creates before starting the process, so the address is known and
+/// no port can be taken in between.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    pub(crate) listener: StdListener,
+    pub(crate) address: Address,
+    pub(crate) dir: Option<SocketDir>,
+}
+
+/// Binds the listener the spec's transport needs (`None` for `Ipc`).
+pub(crate) fn bind(spec: &LaunchSpec) -> Result<Option<Bound>, Error> {
+    let failed = |what: &str, err: std::io::Error| Error::Spawn {
+        process: spec.name.clone(),
+        reason: format!("could not {what}: {err}"),
+    };
+    match spec.transport {
+        TransportKind::Ipc => Ok(None),
+        TransportKind::Unix => {
+            let tag: String = spec
+                .name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .take(32)
+                .collect();
+            let dir = SocketDir::create(None, &tag)
+                .map_err(|err| failed("create a private socket directory", err))?;
+            let (listener, path) = dir
+                .bind("process.sock")
+                .map_err(|err| failed("bind a unix socket", err))?;
+            Ok(Some(Bound {
+                listener: StdListener::Unix(listener),
+                address: Address::Unix(path),
+                dir: Some(dir),
+            }))
+        }
+        TransportKind::Tcp => {
+            let listener = std::net::TcpListener::bind((spec.bind_address, 0))
+                .map_err(|err| failed("bind a tcp socket", err))?;
+            let address = listener
+                .local_addr()
+                .map_err(|err| failed("read the tcp socket's address", err))?;
+            Ok(Some(Bound {
+                listener: StdListener::Tcp(listener),
+                address: Address::Tcp(address),
+                dir: None,
+            }))
+        }
+        TransportKind::Http => Err(Error::Config(
+            "transport Http is not available in this build; use Ipc, Unix or Tcp".into(),
+        )),
+    }
+}
+
 /// A started incarnation, before the handshake.
 #[derive(Debug)]
 pub(crate) struct Launched {
-    /// The connection to it.
-    pub(crate) conn: Connection,
+    /// How to reach it.
+    pub(crate) reach: Reach,
+    /// The private socket directory, removed when the incarnation is dropped.
+    pub(crate) dir: Option<SocketDir>,
     /// Becomes `Some(how it ended)` once it has ended (for a child: once it is reaped).
     pub(crate) exit: watch::Receiver<Option<String>>,
     pub(crate) control: Control,
@@ -59,9 +126,10 @@ pub(crate) struct Launched {
 
 /// Starts one incarnation of `P` under the spec's isolation.
 pub(crate) fn launch<P: Process>(spec: &LaunchSpec) -> Result<Launched, Error> {
+    let bound = bind(spec)?;
     match spec.isolation {
-        Isolation::Child => child::launch(spec),
-        Isolation::Worker => worker::launch::<P>(spec),
-        Isolation::None => Ok(inline::launch::<P>(spec)),
+        Isolation::Child => child::launch(spec, bound),
+        Isolation::Worker => worker::launch::<P>(spec, bound),
+        Isolation::None => Ok(inline::launch::<P>(spec, bound)),
     }
 }

@@ -6,12 +6,35 @@ use pm_core::Error;
 use tokio::sync::watch;
 
 use crate::catch::panic_message;
-use crate::process::Process;
-use crate::rpc::server::serve;
-use crate::spawn::{Control, LaunchSpec, Launched};
 
-pub(crate) fn launch<P: Process>(spec: &LaunchSpec) -> Result<Launched, Error> {
-    let (client_end, server_end) = pm_transport::channel_pair();
+/// What the worker serves.
+enum ServeOn {
+    Channel(pm_transport::Connection),
+    Listener(pm_transport::StdListener),
+}
+use crate::process::Process;
+use crate::rpc::server::{serve, serve_listener, ServeEnd};
+use crate::spawn::{Bound, Control, LaunchSpec, Launched, Reach};
+
+pub(crate) fn launch<P: Process>(
+    spec: &LaunchSpec,
+    bound: Option<Bound>,
+) -> Result<Launched, Error> {
+    let (reach, dir, serve_on) = match bound {
+        None => {
+            let (client_end, server_end) = pm_transport::channel_pair();
+            (
+                Reach::Connected(client_end),
+                None,
+                ServeOn::Channel(server_end),
+            )
+        }
+        Some(Bound {
+            listener,
+            address,
+            dir,
+        }) => (Reach::Listening(address), dir, ServeOn::Listener(listener)),
+    };
     let (exit_tx, exit) = watch::channel(None);
     let opts = spec.serve_options();
     let thread = std::thread::Builder::new()
@@ -22,7 +45,17 @@ pub(crate) fn launch<P: Process>(spec: &LaunchSpec) -> Result<Launched, Error> {
                     .enable_all()
                     .build()
                     .map_err(|err| format!("worker runtime could not start: {err}"))?;
-                let end = runtime.block_on(serve::<P>(server_end, opts));
+                let end = runtime.block_on(async move {
+                    match serve_on {
+                        ServeOn::Channel(conn) => serve::<P>(conn, opts).await,
+                        ServeOn::Listener(listener) => {
+                            match pm_transport::Listener::from_std(listener) {
+                                Ok(listener) => serve_listener::<P>(listener, opts).await,
+                                Err(err) => ServeEnd::Refused(format!("cannot listen: {err}")),
+                            }
+                        }
+                    }
+                });
                 runtime.shutdown_background();
                 Ok::<_, String>(format!("worker ended: {end:?}"))
             }));
@@ -37,7 +70,8 @@ pub(crate) fn launch<P: Process>(spec: &LaunchSpec) -> Result<Launched, Error> {
             reason: format!("could not start a worker thread: {err}"),
         })?;
     Ok(Launched {
-        conn: client_end,
+        reach,
+        dir,
         exit,
         control: Control::Worker {
             thread: Some(thread),

@@ -1,0 +1,222 @@
+//! One conformance suite, run for every isolation × transport pair: the same behaviour over
+//! the socketpair/channels, unix sockets and TCP.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use pm_examples::{Calculator, MathError};
+use pm_runtime::prelude::*;
+use pm_runtime::wire::{FrameBuilder, FrameKind, Hello, PROTOCOL_VERSION};
+use pm_runtime::{Error, RemoteErrorKind};
+
+const CALCULATOR: &str = env!("CARGO_BIN_EXE_test-calculator");
+
+fn manager(isolation: Isolation, transport: TransportKind) -> ProcessManager {
+    ProcessManager::new(ProcessManagerConfig {
+        isolation,
+        transport,
+        ..Default::default()
+    })
+}
+
+async fn spawn(pm: &ProcessManager) -> ProcessHandle<Calculator> {
+    pm.spawn::<Calculator>(CALCULATOR, SpawnOptions::default())
+        .await
+        .expect("the calculator spawns")
+}
+
+/// A blocking raw connection to a process's endpoint, speaking bytes, not the client.
+enum Raw {
+    Unix(std::os::unix::net::UnixStream),
+    Tcp(std::net::TcpStream),
+}
+
+impl Raw {
+    fn connect(endpoint: &str) -> Self {
+        let raw = if let Some(path) = endpoint.strip_prefix("unix:") {
+            Raw::Unix(std::os::unix::net::UnixStream::connect(path).expect("connect"))
+        } else if let Some(addr) = endpoint.strip_prefix("tcp:") {
+            Raw::Tcp(std::net::TcpStream::connect(addr).expect("connect"))
+        } else {
+            panic!("unknown endpoint {endpoint}")
+        };
+        let timeout = Some(Duration::from_secs(5));
+        match &raw {
+            Raw::Unix(s) => s.set_read_timeout(timeout).expect("timeout"),
+            Raw::Tcp(s) => s.set_read_timeout(timeout).expect("timeout"),
+        }
+        raw
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // The peer may already have closed: that is an acceptable answer to garbage.
+        let _ = match self {
+            Raw::Unix(s) => s.write_all(bytes),
+            Raw::Tcp(s) => s.write_all(bytes),
+        };
+    }
+
+    /// Reads until end of stream (or the read timeout); returns what arrived.
+    fn read_to_end(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = match self {
+            Raw::Unix(s) => s.read_to_end(&mut out),
+            Raw::Tcp(s) => s.read_to_end(&mut out),
+        };
+        out
+    }
+}
+
+fn hello(token: &str) -> Vec<u8> {
+    let mut builder = FrameBuilder::new(FrameKind::Hello, 0, 1 << 20);
+    builder
+        .named(&Hello {
+            protocol: PROTOCOL_VERSION,
+            token: token.into(),
+        })
+        .expect("encodes");
+    builder.finish().expect("fits").wire().to_vec()
+}
+
+macro_rules! conformance {
+    ($suite:ident, $isolation:expr, $transport:expr) => {
+        mod $suite {
+            use super::*;
+
+            #[tokio::test]
+            async fn round_trip() {
+                let pm = manager($isolation, $transport);
+                let calc = spawn(&pm).await;
+                assert_eq!(calc.add(5, 3).await.expect("add"), 8);
+                let info = pm.info(calc.id()).expect("info");
+                assert_eq!(info.endpoint.is_some(), $transport != TransportKind::Ipc);
+                pm.shutdown().await.expect("shutdown");
+            }
+
+            #[tokio::test]
+            async fn a_thousand_concurrent_calls_with_replies_out_of_order() {
+                let pm = manager($isolation, $transport);
+                let calc = spawn(&pm).await;
+                let mut tasks = tokio::task::JoinSet::new();
+                for i in 0..1000u64 {
+                    let calc = calc.clone();
+                    // Later calls sleep less, so replies overtake earlier ones.
+                    tasks.spawn(async move { (i, calc.sleep((999 - i) / 100).await) });
+                }
+                let mut order = Vec::new();
+                while let Some(joined) = tasks.join_next().await {
+                    let (i, result) = joined.expect("task");
+                    assert_eq!(result.expect("sleep"), (999 - i) / 100);
+                    order.push(i);
+                }
+                assert_eq!(order.len(), 1000);
+                pm.shutdown().await.expect("shutdown");
+            }
+
+            #[tokio::test]
+            async fn typed_errors_and_panics() {
+                let pm = manager($isolation, $transport);
+                let calc = spawn(&pm).await;
+                let err = calc.div(1, 0).await.expect_err("fails");
+                assert_eq!(
+                    err.remote_payload::<MathError>(),
+                    Some(MathError::DivisionByZero { dividend: 1 })
+                );
+                let err = calc.panic("conformance".into()).await.expect_err("panics");
+                assert_eq!(err.remote_kind(), Some(RemoteErrorKind::Panic));
+                assert_eq!(calc.add(1, 2).await.expect("serving"), 3);
+                pm.shutdown().await.expect("shutdown");
+            }
+
+            #[tokio::test]
+            async fn eight_mib_is_accepted_and_twenty_mib_refused_while_the_connection_stays_usable(
+            ) {
+                let pm = manager($isolation, $transport);
+                let calc = spawn(&pm).await;
+                let eight = vec![1u8; 8 * 1024 * 1024];
+                assert_eq!(calc.echo(eight).await.expect("fits"), 8 * 1024 * 1024);
+                let twenty = vec![1u8; 20 * 1024 * 1024];
+                let err = calc.echo(twenty).await.expect_err("too large");
+                assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+                assert_eq!(calc.add(2, 2).await.expect("usable"), 4);
+                pm.shutdown().await.expect("shutdown");
+            }
+
+            #[tokio::test]
+            async fn losing_the_process_ends_calls_in_flight_at_once() {
+                let pm = manager($isolation, $transport);
+                let calc = spawn(&pm).await;
+                let pending = {
+                    let calc = calc.clone();
+                    tokio::spawn(async move { calc.sleep(30_000).await })
+                };
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let started = Instant::now();
+                if $isolation == Isolation::Child {
+                    let pid = calc.pid().await.expect("pid");
+                    // SAFETY: signalling our own child.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                } else {
+                    pm.kill(calc.id()).await.expect("kill");
+                }
+                let err = tokio::time::timeout(Duration::from_secs(5), pending)
+                    .await
+                    .expect("the call ended")
+                    .expect("task")
+                    .expect_err("the call failed");
+                assert!(started.elapsed() < Duration::from_secs(3));
+                assert!(
+                    matches!(err, Error::ProcessExited { .. } | Error::Unavailable { .. }),
+                    "{err:?}"
+                );
+                pm.shutdown().await.expect("shutdown");
+            }
+
+            #[tokio::test]
+            async fn a_wrong_token_is_refused_and_nothing_is_dispatched() {
+                if $transport == TransportKind::Ipc {
+                    return; // a socketpair or channel has no other party to refuse
+                }
+                let pm = manager($isolation, $transport);
+                let calc = spawn(&pm).await;
+                let endpoint = pm
+                    .info(calc.id())
+                    .and_then(|i| i.endpoint)
+                    .expect("endpoint");
+                let before = calc.calls().await.expect("calls");
+                // Blocking I/O off the runtime: an in-process instance serves on this runtime.
+                let answer = tokio::task::spawn_blocking(move || {
+                    let mut raw = Raw::connect(&endpoint);
+                    raw.write(&hello("not-the-token"));
+                    // A call right behind the bad hello must not run.
+                    let call =
+                        pm_runtime::wire::encode_call(5, "add", None, &(1i64, 1i64), 1 << 20)
+                            .expect("encodes");
+                    raw.write(call.wire());
+                    raw.read_to_end()
+                })
+                .await
+                .expect("raw client");
+                assert!(
+                    answer.len() >= 13,
+                    "expected a reject frame, got {answer:?}"
+                );
+                assert_eq!(answer[4], FrameKind::Reject as u8);
+                let reason = String::from_utf8_lossy(&answer);
+                assert!(reason.contains("token"), "{reason}");
+                assert_eq!(calc.calls().await.expect("calls"), before);
+                pm.shutdown().await.expect("shutdown");
+            }
+        }
+    };
+}
+
+conformance!(child_ipc, Isolation::Child, TransportKind::Ipc);
+conformance!(child_unix, Isolation::Child, TransportKind::Unix);
+conformance!(child_tcp, Isolation::Child, TransportKind::Tcp);
+conformance!(worker_ipc, Isolation::Worker, TransportKind::Ipc);
+conformance!(worker_unix, Isolation::Worker, TransportKind::Unix);
+conformance!(worker_tcp, Isolation::Worker, TransportKind::Tcp);
+conformance!(none_ipc, Isolation::None, TransportKind::Ipc);
+conformance!(none_unix, Isolation::None, TransportKind::Unix);
+conformance!(none_tcp, Isolation::None, TransportKind::Tcp);
