@@ -47,6 +47,9 @@
 //! (`resources.timeout`, [`SpawnOptions::timeout`]) travels with the call: the caller gets
 //! [`Error::Timeout`] and the process aborts the work.
 
+// Lets the crate's own tests use `#[process]`, whose expansion names `::pm_runtime`.
+extern crate self as pm_runtime;
+
 mod bootstrap;
 mod caller;
 mod catch;

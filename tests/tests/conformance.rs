@@ -220,3 +220,140 @@ conformance!(worker_tcp, Isolation::Worker, TransportKind::Tcp);
 conformance!(none_ipc, Isolation::None, TransportKind::Ipc);
 conformance!(none_unix, Isolation::None, TransportKind::Unix);
 conformance!(none_tcp, Isolation::None, TransportKind::Tcp);
+
+async fn rss(pm: &ProcessManager, id: ProcessId) -> u64 {
+    pm.get_metrics(id).await.expect("metrics").memory
+}
+
+/// Sends `bytes` on a fresh raw connection and returns what came back before the close.
+async fn send_raw(endpoint: &str, bytes: Vec<u8>) -> Vec<u8> {
+    let endpoint = endpoint.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut raw = Raw::connect(&endpoint);
+        raw.write(&bytes);
+        raw.read_to_end()
+    })
+    .await
+    .expect("raw client")
+}
+
+macro_rules! hostile_clients {
+    ($suite:ident, $transport:expr) => {
+        mod $suite {
+            use super::*;
+
+            #[tokio::test]
+            async fn garbage_huge_prefixes_and_malformed_hellos_are_refused_without_harm() {
+                let pm = manager(Isolation::Child, $transport);
+                let calc = spawn(&pm).await;
+                let endpoint = pm
+                    .info(calc.id())
+                    .and_then(|i| i.endpoint)
+                    .expect("endpoint");
+                let before = rss(&pm, calc.id()).await;
+
+                // Plain garbage (an HTTP request line reads as a ~1.2 GB length prefix).
+                let answer =
+                    send_raw(&endpoint, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()).await;
+                assert!(answer.is_empty(), "garbage got an answer: {answer:?}");
+
+                // A 4 GiB length prefix: refused before any allocation of that size.
+                let mut huge = Vec::new();
+                huge.extend_from_slice(&u32::MAX.to_be_bytes());
+                huge.push(FrameKind::Hello as u8);
+                huge.extend_from_slice(&0u64.to_be_bytes());
+                huge.extend_from_slice(&[0u8; 4096]);
+                for _ in 0..5 {
+                    let answer = send_raw(&endpoint, huge.clone()).await;
+                    assert!(answer.is_empty(), "a huge prefix got an answer: {answer:?}");
+                }
+
+                // A well-framed hello whose MessagePack is malformed.
+                let mut malformed = Vec::new();
+                malformed.extend_from_slice(&10u32.to_be_bytes());
+                malformed.push(FrameKind::Hello as u8);
+                malformed.extend_from_slice(&0u64.to_be_bytes());
+                malformed.push(0xc1); // a byte MessagePack never uses
+                let answer = send_raw(&endpoint, malformed).await;
+                assert_eq!(answer.get(4).copied(), Some(FrameKind::Reject as u8));
+                assert!(String::from_utf8_lossy(&answer).contains("malformed hello"));
+
+                // The process is unharmed and did not grow.
+                assert_eq!(calc.add(20, 22).await.expect("still serving"), 42);
+                let after = rss(&pm, calc.id()).await;
+                assert!(
+                    after < before + 16 * 1024 * 1024,
+                    "resident memory grew from {before} to {after} bytes"
+                );
+                pm.shutdown().await.expect("shutdown");
+            }
+        }
+    };
+}
+
+hostile_clients!(hostile_unix, TransportKind::Unix);
+hostile_clients!(hostile_tcp, TransportKind::Tcp);
+
+#[tokio::test]
+async fn the_unix_socket_lives_in_a_private_directory_and_is_gone_after_stop() {
+    use std::os::unix::fs::PermissionsExt;
+    for isolation in [Isolation::Child, Isolation::Worker] {
+        let pm = manager(isolation, TransportKind::Unix);
+        let calc = spawn(&pm).await;
+        let endpoint = pm
+            .info(calc.id())
+            .and_then(|i| i.endpoint)
+            .expect("endpoint");
+        let path = std::path::PathBuf::from(endpoint.strip_prefix("unix:").expect("unix"));
+        let dir = path.parent().expect("dir").to_path_buf();
+        let mode = std::fs::metadata(&dir)
+            .expect("dir exists")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+        assert!(path.exists());
+        pm.stop(calc.id()).await.expect("stop");
+        assert!(!path.exists(), "socket {} left behind", path.display());
+        assert!(!dir.exists(), "directory {} left behind", dir.display());
+        pm.shutdown().await.expect("shutdown");
+    }
+}
+
+#[tokio::test]
+async fn tcp_listens_on_loopback_by_default() {
+    for isolation in [Isolation::Child, Isolation::Worker] {
+        let pm = manager(isolation, TransportKind::Tcp);
+        let calc = spawn(&pm).await;
+        let endpoint = pm
+            .info(calc.id())
+            .and_then(|i| i.endpoint)
+            .expect("endpoint");
+        let addr: std::net::SocketAddr = endpoint
+            .strip_prefix("tcp:")
+            .expect("tcp")
+            .parse()
+            .expect("address");
+        assert!(addr.ip().is_loopback(), "{addr}");
+        assert_ne!(addr.port(), 0);
+        pm.shutdown().await.expect("shutdown");
+    }
+}
+
+#[tokio::test]
+async fn the_tcp_bind_address_is_configurable() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Worker,
+        transport: TransportKind::Tcp,
+        bind_address: std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2)),
+        ..Default::default()
+    });
+    let calc = spawn(&pm).await;
+    let endpoint = pm
+        .info(calc.id())
+        .and_then(|i| i.endpoint)
+        .expect("endpoint");
+    assert!(endpoint.starts_with("tcp:127.0.0.2:"), "{endpoint}");
+    assert_eq!(calc.add(1, 1).await.expect("add"), 2);
+    pm.shutdown().await.expect("shutdown");
+}

@@ -482,3 +482,160 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use pm_core::wire::{decode_error, encode_call, FrameBuilder, Incoming};
+    use pm_transport::{from_unix_stream, Connection};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Echo;
+
+    #[crate::process(name = "echo", version = "0.1.0")]
+    impl Echo {
+        #[public]
+        async fn twice(&self, n: u32) -> u32 {
+            n * 2
+        }
+    }
+
+    fn options(token: &str) -> ServeOptions {
+        ServeOptions {
+            token: Token::from_string(token.into()),
+            max_frame: 4096,
+            max_in_flight: 8,
+        }
+    }
+
+    async fn next(conn: &mut Connection) -> Frame {
+        match tokio::time::timeout(Duration::from_secs(5), conn.receiver.recv()).await {
+            Ok(Some(Ok(Incoming::Frame(frame)))) => frame,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    /// A served connection after a good handshake and init, over a real socketpair.
+    async fn connected() -> (Connection, tokio::task::JoinHandle<ServeEnd>) {
+        let (a, b) = tokio::net::UnixStream::pair().expect("socketpair");
+        let (mut client, server) = (
+            from_unix_stream(a, 4096, "t"),
+            from_unix_stream(b, 4096, "t"),
+        );
+        let served = tokio::spawn(serve::<Echo>(server, options("secret")));
+        let mut hello = FrameBuilder::new(FrameKind::Hello, 0, 4096);
+        hello
+            .named(&Hello {
+                protocol: PROTOCOL_VERSION,
+                token: "secret".into(),
+            })
+            .expect("fits");
+        client
+            .sender
+            .send(hello.finish().expect("fits"))
+            .expect("open");
+        assert_eq!(next(&mut client).await.kind(), FrameKind::Welcome);
+        let mut init = FrameBuilder::new(FrameKind::Init, 1, 4096);
+        init.raw(&[0xc0]).expect("fits");
+        client
+            .sender
+            .send(init.finish().expect("fits"))
+            .expect("open");
+        assert_eq!(next(&mut client).await.kind(), FrameKind::ReplyOk);
+        (client, served)
+    }
+
+    #[tokio::test]
+    async fn unknown_methods_and_undecodable_arguments_get_error_replies_and_the_connection_lives()
+    {
+        let (mut client, _served) = connected().await;
+        client
+            .sender
+            .send(encode_call(2, "nope", None, &(1u32,), 4096).expect("fits"))
+            .expect("open");
+        let reply = next(&mut client).await;
+        assert_eq!((reply.kind(), reply.id()), (FrameKind::ReplyErr, 2));
+        assert_eq!(decode_error(&reply).kind, RemoteErrorKind::UnknownMethod);
+
+        client
+            .sender
+            .send(encode_call(3, "twice", None, &("not a number",), 4096).expect("fits"))
+            .expect("open");
+        let reply = next(&mut client).await;
+        assert_eq!(decode_error(&reply).kind, RemoteErrorKind::InvalidArguments);
+
+        let mut malformed = FrameBuilder::new(FrameKind::Call, 4, 4096);
+        malformed.raw(&[0xc1, 0xc1]).expect("fits");
+        client
+            .sender
+            .send(malformed.finish().expect("fits"))
+            .expect("open");
+        let reply = next(&mut client).await;
+        assert_eq!(
+            (reply.id(), decode_error(&reply).kind),
+            (4, RemoteErrorKind::InvalidArguments)
+        );
+
+        client
+            .sender
+            .send(encode_call(5, "twice", None, &(21u32,), 4096).expect("fits"))
+            .expect("open");
+        let reply = next(&mut client).await;
+        assert_eq!(reply.kind(), FrameKind::ReplyOk);
+        assert_eq!(reply.decode::<u32>().expect("u32"), 42);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_call_gets_an_error_reply_for_its_id_and_the_next_call_works() {
+        let (mut client, _served) = connected().await;
+        let big = encode_call(7, "twice", None, &(vec![0u8; 10_000],), 1 << 20).expect("fits");
+        client.sender.send(big).expect("open");
+        let reply = next(&mut client).await;
+        assert_eq!((reply.kind(), reply.id()), (FrameKind::ReplyErr, 7));
+        assert_eq!(decode_error(&reply).kind, RemoteErrorKind::TooLarge);
+        client
+            .sender
+            .send(encode_call(8, "twice", None, &(1u32,), 4096).expect("fits"))
+            .expect("open");
+        assert_eq!(next(&mut client).await.decode::<u32>().expect("u32"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_token_is_rejected_before_anything_is_dispatched() {
+        let (mut client, server) = pm_transport::channel_pair();
+        let served = tokio::spawn(serve::<Echo>(server, options("secret")));
+        let mut hello = FrameBuilder::new(FrameKind::Hello, 0, 4096);
+        hello
+            .named(&Hello {
+                protocol: PROTOCOL_VERSION,
+                token: "guess".into(),
+            })
+            .expect("fits");
+        client
+            .sender
+            .send(hello.finish().expect("fits"))
+            .expect("open");
+        client
+            .sender
+            .send(encode_call(2, "twice", None, &(1u32,), 4096).expect("fits"))
+            .expect("open");
+        let reply = next(&mut client).await;
+        assert_eq!(reply.kind(), FrameKind::Reject);
+        assert!(
+            matches!(served.await.expect("task"), ServeEnd::Refused(reason) if reason.contains("token"))
+        );
+        assert!(
+            client.receiver.recv().await.is_none(),
+            "the connection was closed"
+        );
+    }
+
+    #[test]
+    fn the_generated_method_table_lists_names_and_types() {
+        assert_eq!(Echo::METHODS.len(), 1);
+        assert_eq!(Echo::METHODS[0].name, "twice");
+        assert_eq!(Echo::METHODS[0].args, &["u32"]);
+        assert_eq!(Echo::METHODS[0].ret, "u32");
+    }
+}
