@@ -68,6 +68,18 @@ impl Default for Backoff {
     }
 }
 
+/// Which unrequested exits lead to a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RestartOn {
+    /// Every exit that was not asked for, clean or not. The default: a service that ends on
+    /// its own has stopped serving either way.
+    #[default]
+    Always,
+    /// Only failures: a non-zero exit code, a signal, or a lost connection. A child that
+    /// exits with code 0 is marked stopped.
+    OnFailure,
+}
+
 /// When and how often a crashed process is restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RestartPolicy {
@@ -81,6 +93,8 @@ pub struct RestartPolicy {
     pub window: Duration,
     /// The delay before each restart. Default: exponential from 100 ms, capped at 10 s.
     pub backoff: Backoff,
+    /// Which exits restart. Default: [`RestartOn::Always`].
+    pub restart_on: RestartOn,
 }
 
 impl Default for RestartPolicy {
@@ -90,6 +104,7 @@ impl Default for RestartPolicy {
             max_restarts: 5,
             window: Duration::from_secs(60),
             backoff: Backoff::default(),
+            restart_on: RestartOn::Always,
         }
     }
 }
@@ -186,6 +201,9 @@ pub struct ProcessManagerConfig {
     pub monitoring: Monitoring,
     /// Frame size and in-flight bounds.
     pub limits: Limits,
+    /// How long a graceful stop waits for `#[on_shutdown]` hooks and calls in flight before
+    /// a child gets SIGTERM (and SIGKILL 2 s later). Default: 5 s.
+    pub grace_period: Duration,
     /// The address `Tcp` and `Http` processes listen on (on an ephemeral port). Default:
     /// `127.0.0.1`, reachable from this machine only; set it to another interface only
     /// behind a firewall, since every connection is still token-checked but unencrypted.
@@ -201,6 +219,7 @@ impl Default for ProcessManagerConfig {
             resources: Resources::default(),
             monitoring: Monitoring::default(),
             limits: Limits::default(),
+            grace_period: Duration::from_secs(5),
             bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }

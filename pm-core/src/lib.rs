@@ -15,7 +15,7 @@ pub mod wire;
 
 pub use config::{
     Backoff, BackoffKind, HealthCheckConfig, Isolation, Limits, Monitoring, PoolOptions,
-    ProcessManagerConfig, Resources, RestartPolicy, Strategy, TransportKind,
+    ProcessManagerConfig, Resources, RestartOn, RestartPolicy, Strategy, TransportKind,
 };
 pub use error::{Error, RemoteError, RemoteErrorKind};
 pub use health::{CheckResult, CheckStatus, HealthState, HealthStatus};

@@ -48,6 +48,7 @@
 //! [`Error::Timeout`] and the process aborts the work.
 
 // Lets the crate's own tests use `#[process]`, whose expansion names `::pm_runtime`.
+#[cfg(test)]
 extern crate self as pm_runtime;
 
 mod bootstrap;
@@ -82,7 +83,7 @@ pub use pm_core::{
     wire, Backoff, BackoffKind, CheckResult, CheckStatus, Error, HealthCheckConfig, HealthState,
     HealthStatus, Identity, Isolation, LatencySummary, Limits, MethodInfo, Monitoring, PoolOptions,
     ProcessId, ProcessInfo, ProcessManagerConfig, ProcessMetrics, ProcessState, RemoteError,
-    RemoteErrorKind, Resources, RestartPolicy, Strategy, TransportKind,
+    RemoteErrorKind, Resources, RestartOn, RestartPolicy, Strategy, TransportKind,
 };
 pub use pm_macros::process;
 pub use process::{ClientStub, Process};
@@ -93,7 +94,7 @@ pub mod prelude {
         process, Backoff, BackoffKind, CheckResult, CheckStatus, HealthCheckConfig, HealthState,
         HealthStatus, Isolation, Limits, Monitoring, PoolOptions, ProcessEvent, ProcessHandle,
         ProcessId, ProcessInfo, ProcessManager, ProcessManagerConfig, ProcessMetrics, ProcessState,
-        Resources, RestartPolicy, SpawnOptions, Strategy, TransportKind,
+        Resources, RestartOn, RestartPolicy, SpawnOptions, Strategy, TransportKind,
     };
 }
 

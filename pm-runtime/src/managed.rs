@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pm_core::wire::Frame;
-use pm_core::{Error, Identity, ProcessId, ProcessInfo, ProcessState};
+use pm_core::{
+    Error, Identity, Isolation, Monitoring, ProcessId, ProcessInfo, ProcessState, Resources,
+    RestartOn,
+};
 use tokio::sync::{broadcast, watch, Notify};
 
 use crate::caller::Invoke;
@@ -15,7 +18,7 @@ use crate::metrics::{CallStats, ResourceSampler};
 use crate::process::BoxFuture;
 use crate::rpc::client::RpcConnection;
 use crate::rpc::handshake::handshake;
-use crate::spawn::{child::signal_group, Control, LaunchSpec, Launched, Reach};
+use crate::spawn::{child::signal_group, Control, ExitReceiver, LaunchSpec, Launched, Reach};
 use crate::supervisor::{Decision, RestartTracker};
 
 /// How long a process may take from start to the end of its `init`.
@@ -24,6 +27,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a child has, after its shutdown reply or a SIGTERM, to exit by itself.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
+/// How much longer than the grace period the manager waits for the shutdown answer.
+const SHUTDOWN_SLACK: Duration = Duration::from_millis(500);
 
 /// What callers see of a process right now.
 #[derive(Debug, Clone)]
@@ -40,7 +45,7 @@ pub(crate) enum Link {
 #[derive(Debug)]
 struct Incarnation {
     rpc: Arc<RpcConnection>,
-    exit: watch::Receiver<Option<String>>,
+    exit: ExitReceiver,
     control: Control,
     /// The private socket directory of a unix transport, removed when this is dropped.
     _dir: Option<pm_transport::SocketDir>,
@@ -76,6 +81,13 @@ pub(crate) struct Managed {
     events: broadcast::Sender<ProcessEvent>,
     pub(crate) stats: CallStats,
     pub(crate) sampler: ResourceSampler,
+    monitoring: Monitoring,
+    resources: Resources,
+    restart_on: RestartOn,
+    restart_enabled: bool,
+    /// Why the manager itself ended the current incarnation (memory limit, failed health
+    /// checks), reported instead of the bare exit status.
+    recycle_reason: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Managed {
@@ -103,6 +115,8 @@ pub(crate) struct ManagedSpec {
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) restart_policy: pm_core::RestartPolicy,
     pub(crate) events: broadcast::Sender<ProcessEvent>,
+    pub(crate) monitoring: Monitoring,
+    pub(crate) resources: Resources,
 }
 
 impl Managed {
@@ -131,6 +145,11 @@ impl Managed {
             events: spec.events,
             stats: CallStats::new(),
             sampler: ResourceSampler::default(),
+            monitoring: spec.monitoring,
+            resources: spec.resources,
+            restart_on: spec.restart_policy.restart_on,
+            restart_enabled: spec.restart_policy.enabled,
+            recycle_reason: Mutex::new(None),
         })
     }
 
@@ -242,7 +261,11 @@ impl Managed {
                 end_incarnation(control, &mut exit, Duration::ZERO).await;
                 let err = match err {
                     Error::Spawn { process, reason } if ended => {
-                        let how = exit.borrow().clone().unwrap_or_default();
+                        let how = exit
+                            .borrow()
+                            .as_ref()
+                            .map(|e| e.description.clone())
+                            .unwrap_or_default();
                         Error::Spawn {
                             process,
                             reason: format!("{reason}; the process {how}"),
@@ -279,16 +302,14 @@ impl Managed {
             id: self.id,
             pid: greeting.pid,
         });
+        let child_pid = (self.spec.isolation == Isolation::Child).then_some(greeting.pid);
+        tokio::spawn(self.clone().monitor(Arc::downgrade(&rpc), child_pid));
         tokio::spawn(self.clone().supervise(exit, rpc));
         Ok(())
     }
 
     /// Watches one incarnation; on an unrequested end, restarts or gives up.
-    async fn supervise(
-        self: Arc<Self>,
-        mut exit: watch::Receiver<Option<String>>,
-        rpc: Arc<RpcConnection>,
-    ) {
+    async fn supervise(self: Arc<Self>, mut exit: ExitReceiver, rpc: Arc<RpcConnection>) {
         tokio::select! {
             _ = exit.wait_for(Option::is_some) => {}
             _ = rpc.closed() => {}
@@ -309,10 +330,28 @@ impl Managed {
         self.link.send_replace(Link::Down);
         drop(rpc);
         end_incarnation(control, &mut exit, Duration::ZERO).await;
-        let reason = exit
-            .borrow()
-            .clone()
-            .unwrap_or_else(|| "connection closed".to_owned());
+        let ended = exit.borrow().clone();
+        let recycled = lock(&self.recycle_reason).take();
+        let clean = ended.as_ref().is_some_and(|e| e.clean) && recycled.is_none();
+        let reason = match (recycled, ended.as_ref()) {
+            (Some(why), Some(how)) => format!("{why}; it {how}"),
+            (Some(why), None) => why,
+            (None, Some(how)) => how.description.clone(),
+            (None, None) => "connection closed".to_owned(),
+        };
+        if clean && self.restart_on == RestartOn::OnFailure {
+            tracing::info!(process = %self.name, id = %self.id, %reason, "process exited cleanly; not restarting");
+            let mut status = lock(&self.status);
+            status.state = ProcessState::Stopped {};
+            status.up_since = None;
+            drop(status);
+            self.link.send_replace(Link::Gone(Error::Unavailable {
+                process: self.name.clone(),
+                reason: format!("it exited cleanly ({reason})"),
+            }));
+            self.emit(ProcessEvent::Stopped { id: self.id });
+            return;
+        }
         let uptime = lock(&self.status)
             .up_since
             .map(|t| t.elapsed())
@@ -365,6 +404,116 @@ impl Managed {
         }
     }
 
+    /// Watches one incarnation's health and resources until it ends. Holds only a weak
+    /// reference to the connection, so it never keeps a dead incarnation's connection open.
+    async fn monitor(self: Arc<Self>, rpc: std::sync::Weak<RpcConnection>, child_pid: Option<u32>) {
+        const RESOURCE_INTERVAL: Duration = Duration::from_millis(500);
+        let health = self.monitoring.health_check;
+        let watch_memory = child_pid.is_some() && self.resources.max_memory.is_some();
+        let watch_cpu = self.resources.max_cpu.is_some();
+        if !health.enabled && !watch_memory && !watch_cpu {
+            return;
+        }
+        let sampler = ResourceSampler::default();
+        let mut failures = 0u32;
+        let mut over_cpu = false;
+        let mut next_health = tokio::time::Instant::now() + health.interval;
+        let mut next_resources = tokio::time::Instant::now() + RESOURCE_INTERVAL;
+        loop {
+            let wake = match (health.enabled, watch_memory || watch_cpu) {
+                (true, true) => next_health.min(next_resources),
+                (true, false) => next_health,
+                (false, _) => next_resources,
+            };
+            tokio::time::sleep_until(wake).await;
+            let Some(conn) = rpc.upgrade() else { return };
+            if conn.is_closed() || self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let now = tokio::time::Instant::now();
+            if (watch_memory || watch_cpu) && now >= next_resources {
+                next_resources = now + RESOURCE_INTERVAL;
+                let pid = child_pid.unwrap_or_else(std::process::id);
+                if let Some((cpu, memory)) = sampler.sample(pid) {
+                    if let (Some(limit), Some(_)) = (self.resources.max_memory, child_pid) {
+                        if memory > limit {
+                            self.recycle(
+                                &conn,
+                                child_pid,
+                                format!(
+                                "resident memory {memory} bytes exceeded max_memory {limit} bytes"
+                            ),
+                            );
+                            return;
+                        }
+                    }
+                    if let Some(limit) = self.resources.max_cpu {
+                        let over = cpu > limit;
+                        if over && !over_cpu {
+                            let reason = format!("cpu {cpu:.1}% is over max_cpu {limit:.1}%");
+                            tracing::warn!(process = %self.name, id = %self.id, %reason, "cpu budget exceeded");
+                            self.emit(ProcessEvent::Unhealthy {
+                                id: self.id,
+                                reason,
+                            });
+                        }
+                        over_cpu = over;
+                    }
+                }
+            }
+            if health.enabled && now >= next_health {
+                next_health = now + health.interval;
+                let verdict = match pm_core::wire::encode_value(&(), conn.max_frame()) {
+                    Ok(args) => match conn.call("$health", &args, Some(health.timeout)).await {
+                        Ok(frame) => match frame.decode::<pm_core::HealthStatus>() {
+                            Ok(status) if status.status != pm_core::HealthState::Unhealthy => {
+                                Ok(())
+                            }
+                            Ok(_) => Err("the health check reported unhealthy".to_owned()),
+                            Err(err) => Err(format!("undecodable health report: {err}")),
+                        },
+                        Err(err) => Err(err.to_string()),
+                    },
+                    Err(err) => Err(err.to_string()),
+                };
+                match verdict {
+                    Ok(()) => failures = 0,
+                    Err(reason) => {
+                        failures += 1;
+                        tracing::warn!(process = %self.name, id = %self.id, failures, %reason, "health check failed");
+                        if failures >= health.failure_threshold.max(1) {
+                            let reason = format!(
+                                "{failures} consecutive health checks failed; last: {reason}"
+                            );
+                            self.emit(ProcessEvent::Unhealthy {
+                                id: self.id,
+                                reason: reason.clone(),
+                            });
+                            if self.restart_enabled {
+                                self.recycle(&conn, child_pid, reason);
+                                return;
+                            }
+                            failures = 0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the current incarnation on the manager's initiative so supervision restarts it.
+    fn recycle(&self, conn: &RpcConnection, child_pid: Option<u32>, reason: String) {
+        tracing::warn!(process = %self.name, id = %self.id, %reason, "restarting the process");
+        *lock(&self.recycle_reason) = Some(reason.clone());
+        conn.abort(Error::ProcessExited {
+            process: self.name.clone(),
+            reason,
+        });
+        if let Some(pid) = child_pid {
+            signal_group(pid, libc::SIGKILL);
+        }
+    }
+
     fn fail(&self, reason: String) {
         tracing::error!(process = %self.name, id = %self.id, %reason, "process failed for good");
         self.set_state(ProcessState::Failed {
@@ -402,16 +551,19 @@ impl Managed {
             ..
         }) = slot.take()
         {
-            let asked = tokio::time::timeout(grace + EXIT_WAIT, rpc.shutdown(grace)).await;
-            if let Ok(Err(err)) = asked {
-                tracing::debug!(process = %self.name, %err, "shutdown request not answered");
+            let asked = tokio::time::timeout(grace + SHUTDOWN_SLACK, rpc.shutdown(grace)).await;
+            let answered = matches!(asked, Ok(Ok(())));
+            if !answered {
+                tracing::warn!(process = %self.name, id = %self.id, "no answer to the shutdown request within the grace period");
             }
             rpc.abort(Error::Unavailable {
                 process: self.name.clone(),
                 reason: "it was stopped".into(),
             });
             drop(rpc);
-            end_incarnation(control, &mut exit, EXIT_WAIT).await;
+            // A process that answered exits by itself; one that did not gets SIGTERM now.
+            let patience = if answered { EXIT_WAIT } else { Duration::ZERO };
+            end_incarnation(control, &mut exit, patience).await;
         }
         drop(slot);
         let mut status = lock(&self.status);
@@ -471,7 +623,7 @@ impl Managed {
     }
 }
 
-async fn wait_exit(exit: &mut watch::Receiver<Option<String>>, within: Duration) -> bool {
+async fn wait_exit(exit: &mut ExitReceiver, within: Duration) -> bool {
     matches!(
         tokio::time::timeout(within, exit.wait_for(Option::is_some)).await,
         Ok(Ok(_))
@@ -481,11 +633,7 @@ async fn wait_exit(exit: &mut watch::Receiver<Option<String>>, within: Duration)
 /// Makes sure an incarnation has ended: waits `patience` for it to exit by itself, then
 /// SIGTERM and SIGKILL for a child (whose whole process group is killed in the end, so no
 /// descendant survives), abort for an in-process task; a worker thread is joined once it ends.
-async fn end_incarnation(
-    control: Control,
-    exit: &mut watch::Receiver<Option<String>>,
-    patience: Duration,
-) {
+async fn end_incarnation(control: Control, exit: &mut ExitReceiver, patience: Duration) {
     match control {
         Control::Child { pid } => {
             if !wait_exit(exit, patience).await {

@@ -4,7 +4,6 @@ use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use pm_core::{
     Error, HealthStatus, ProcessId, ProcessInfo, ProcessManagerConfig, ProcessMetrics,
@@ -20,8 +19,6 @@ use crate::process::{expected_identity, ClientStub, Process};
 use crate::spawn::{launch, LaunchSpec};
 use crate::token::Token;
 
-/// How long a graceful stop waits for in-flight calls and shutdown hooks.
-const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 const EVENT_BUFFER: usize = 1024;
 
 struct Inner {
@@ -182,6 +179,8 @@ impl ProcessManager {
             default_timeout: options.timeout.or(config.resources.timeout),
             restart_policy: config.restart_policy,
             events: self.inner.events.clone(),
+            monitoring: config.monitoring,
+            resources: config.resources,
         });
         managed.start_incarnation().await?;
         self.processes().push(managed.clone());
@@ -240,13 +239,14 @@ impl ProcessManager {
     }
 
     /// Stops one process gracefully: new calls are refused, its `#[on_shutdown]` hooks run,
-    /// calls in flight get up to 5 s to finish, then a child gets SIGTERM and, 2 s later,
-    /// SIGKILL. It is never restarted afterwards.
+    /// calls in flight get up to `grace_period` (5 s by default) to finish, then a child gets
+    /// SIGTERM and, 2 s later, SIGKILL; it is always reaped, and its whole process group is
+    /// killed so no descendant survives. It is never restarted afterwards.
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown id.
     pub async fn stop(&self, id: ProcessId) -> Result<(), Error> {
-        self.find(id)?.stop(DEFAULT_GRACE).await;
+        self.find(id)?.stop(self.inner.config.grace_period).await;
         Ok(())
     }
 
@@ -264,7 +264,7 @@ impl ProcessManager {
     pub async fn shutdown(&self) -> Result<(), Error> {
         let processes: Vec<Arc<Managed>> = self.processes().clone();
         for managed in processes.iter().rev() {
-            managed.stop(DEFAULT_GRACE).await;
+            managed.stop(self.inner.config.grace_period).await;
         }
         Ok(())
     }
@@ -285,6 +285,20 @@ impl<P: Process> ProcessHandle<P> {
     /// The manager's id of this process.
     pub fn id(&self) -> ProcessId {
         self.id
+    }
+
+    /// A handle to the same process whose calls all have `timeout` as their deadline,
+    /// overriding `resources.timeout` and `SpawnOptions::timeout`. The deadline travels with
+    /// each call: the caller gets `Error::Timeout` and the process aborts the method.
+    ///
+    /// An associated function (`ProcessHandle::with_timeout(&handle, d)`) rather than a
+    /// method, so it can never shadow a process method of the same name.
+    pub fn with_timeout(handle: &Self, timeout: std::time::Duration) -> Self {
+        Self {
+            id: handle.id,
+            client: P::Client::__from_caller(handle.client.__caller().with_timeout(timeout)),
+            _process: PhantomData,
+        }
     }
 }
 

@@ -140,6 +140,7 @@ mod tests {
                 initial: Duration::from_millis(10),
                 max: Duration::from_millis(50),
             },
+            restart_on: pm_core::RestartOn::Always,
         }
     }
 

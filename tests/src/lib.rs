@@ -72,3 +72,173 @@ impl HookRecorder {
         self.append("close");
     }
 }
+
+/// Whether `pid` is alive: exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// Waits up to `within` for `pid` to be dead (gone or a zombie); true if it is.
+pub async fn wait_dead(pid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if !pid_alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    !pid_alive(pid)
+}
+
+/// How a `Crasher` dies.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CrashPlan {
+    /// Exit this long after `init`.
+    pub after_ms: u64,
+    /// The exit code.
+    pub code: i32,
+    /// When set: the first incarnation (the one that finds no file here, and creates it)
+    /// lives `first_after_ms` instead.
+    pub marker: Option<String>,
+    /// See `marker`.
+    pub first_after_ms: u64,
+}
+
+/// A process that exits on its own after a while, every incarnation.
+#[derive(Debug)]
+pub struct Crasher;
+
+#[process(name = "crasher", version = "1.0.0")]
+impl Crasher {
+    /// Schedules the exit.
+    pub async fn init(plan: CrashPlan) -> Self {
+        let mut after = plan.after_ms;
+        if let Some(marker) = &plan.marker {
+            if std::fs::metadata(marker).is_err() {
+                let _ = std::fs::write(marker, b"first");
+                after = plan.first_after_ms;
+            }
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(after)).await;
+            std::process::exit(plan.code);
+        });
+        Crasher
+    }
+
+    /// The pid serving calls.
+    #[public]
+    pub async fn pid(&self) -> u32 {
+        std::process::id()
+    }
+}
+
+/// Counts calls whose future was dropped before finishing.
+struct AbortCounter<'a> {
+    counter: &'a std::sync::atomic::AtomicU64,
+    finished: bool,
+}
+
+impl Drop for AbortCounter<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.counter
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// A process for lifecycle tests: slow calls that notice being aborted, output, descendants,
+/// memory growth, exits.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    aborted: std::sync::atomic::AtomicU64,
+    hoard: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+#[process(name = "lifecycle", version = "1.0.0")]
+impl Lifecycle {
+    /// Sleeps `millis`; a call aborted before the end is counted.
+    #[public]
+    pub async fn slow(&self, millis: u64) -> u64 {
+        let mut guard = AbortCounter {
+            counter: &self.aborted,
+            finished: false,
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        guard.finished = true;
+        millis
+    }
+
+    /// How many calls were aborted.
+    #[public]
+    pub async fn aborted(&self) -> u64 {
+        self.aborted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The pid serving calls.
+    #[public]
+    pub async fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    /// Writes `lines` numbered lines to stdout, then exits with `code` at once.
+    #[public]
+    pub async fn print_and_exit(&self, lines: u32, code: i32) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for i in 0..lines {
+            let _ = writeln!(out, "line {i} of {lines}");
+        }
+        let _ = out.flush();
+        std::process::exit(code);
+    }
+
+    /// Exits with `code` soon after answering.
+    #[public]
+    pub async fn exit_soon(&self, code: i32) {
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            std::process::exit(code);
+        });
+    }
+
+    /// Starts a grandchild (`sleep 1000`) in this process's group and returns its pid.
+    #[public]
+    pub async fn spawn_grandchild(&self) -> u32 {
+        match std::process::Command::new("sleep").arg("1000").spawn() {
+            Ok(child) => child.id(),
+            Err(_) => 0,
+        }
+    }
+
+    /// Ignores SIGTERM from now on.
+    #[public]
+    pub async fn ignore_sigterm(&self) {
+        // SAFETY: installing SIG_IGN has no memory-safety preconditions.
+        unsafe {
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        }
+    }
+
+    /// Allocates and touches `mib` MiB, and keeps it.
+    #[public]
+    pub async fn allocate(&self, mib: u64) -> u64 {
+        let block = vec![1u8; (mib as usize) << 20];
+        let total = block
+            .iter()
+            .step_by(4096)
+            .map(|b| u64::from(*b))
+            .sum::<u64>();
+        if let Ok(mut hoard) = self.hoard.lock() {
+            hoard.push(block);
+        }
+        total
+    }
+}

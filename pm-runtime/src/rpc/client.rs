@@ -10,6 +10,8 @@ use pm_core::{Error, RemoteError, RemoteErrorKind};
 use pm_transport::{Connection, FrameReceiver, FrameSender};
 use tokio::sync::{oneshot, watch, Semaphore};
 
+use crate::spawn::ExitReceiver;
+
 type Waiter = oneshot::Sender<Result<Frame, Error>>;
 
 /// How long the reader waits for the process's exit status after the connection closes, so
@@ -61,7 +63,7 @@ impl RpcConnection {
         pid: u32,
         max_frame: usize,
         max_in_flight: usize,
-        exit_reason: Option<watch::Receiver<Option<String>>>,
+        exit_reason: Option<ExitReceiver>,
     ) -> Arc<Self> {
         let (closed_signal, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -183,6 +185,7 @@ impl RpcConnection {
         for waiter in waiters {
             let _ = waiter.send(Err(error.clone()));
         }
+        self.shared.closed_signal.send_replace(true);
     }
 
     /// Asks the process to shut down gracefully within `grace`, and waits for its answer or
@@ -257,7 +260,7 @@ fn remote_to_error(
 async fn read_replies(
     mut receiver: FrameReceiver,
     shared: Arc<Shared>,
-    exit_reason: Option<watch::Receiver<Option<String>>>,
+    exit_reason: Option<ExitReceiver>,
 ) {
     let mut reason = loop {
         match receiver.recv().await {
@@ -287,7 +290,7 @@ async fn read_replies(
             tokio::time::timeout(EXIT_REASON_WAIT, exit.wait_for(Option::is_some)).await
         {
             if let Some(status) = status.as_ref() {
-                reason = status.clone();
+                reason = status.description.clone();
             }
         }
     }

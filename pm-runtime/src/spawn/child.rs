@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
 use crate::bootstrap::{Bootstrap, SocketRole, BOOTSTRAP_ENV, CHILD_FD};
-use crate::spawn::{Bound, Control, LaunchSpec, Launched, Reach};
+use crate::spawn::{Bound, Control, Exit, LaunchSpec, Launched, Reach};
 
 /// Says how a child ended, for errors and events.
 pub(crate) fn describe_exit(status: &ExitStatus) -> String {
@@ -160,12 +160,18 @@ pub(crate) fn launch(spec: &LaunchSpec, bound: Option<Bound>) -> Result<Launched
     let (exit_tx, exit) = watch::channel(None);
     let name = spec.name.clone();
     tokio::spawn(async move {
-        let reason = match child.wait().await {
-            Ok(status) => describe_exit(&status),
-            Err(err) => format!("could not be waited for: {err}"),
+        let exit = match child.wait().await {
+            Ok(status) => Exit {
+                clean: status.success(),
+                description: describe_exit(&status),
+            },
+            Err(err) => Exit {
+                clean: false,
+                description: format!("could not be waited for: {err}"),
+            },
         };
-        tracing::debug!(process = %name, pid, %reason, "child ended");
-        exit_tx.send_replace(Some(reason));
+        tracing::debug!(process = %name, pid, reason = %exit, "child ended");
+        exit_tx.send_replace(Some(exit));
     });
 
     let (reach, dir) = match inherit {

@@ -4,7 +4,7 @@ use tokio::sync::watch;
 
 use crate::process::Process;
 use crate::rpc::server::{serve, serve_listener, ServeEnd};
-use crate::spawn::{Bound, Control, LaunchSpec, Launched, Reach};
+use crate::spawn::{Bound, Control, Exit, LaunchSpec, Launched, Reach};
 
 pub(crate) fn launch<P: Process>(spec: &LaunchSpec, bound: Option<Bound>) -> Launched {
     let (exit_tx, exit) = watch::channel(None);
@@ -14,7 +14,7 @@ pub(crate) fn launch<P: Process>(spec: &LaunchSpec, bound: Option<Bound>) -> Lau
             let (client_end, server_end) = pm_transport::channel_pair();
             let task = tokio::spawn(async move {
                 let end = serve::<P>(server_end, opts).await;
-                exit_tx.send_replace(Some(format!("in-process instance ended: {end:?}")));
+                exit_tx.send_replace(Some(Exit::from_serve_end("in-process instance", &end)));
             });
             (Reach::Connected(client_end), None, task)
         }
@@ -28,7 +28,7 @@ pub(crate) fn launch<P: Process>(spec: &LaunchSpec, bound: Option<Bound>) -> Lau
                     Ok(listener) => serve_listener::<P>(listener, opts).await,
                     Err(err) => ServeEnd::Refused(format!("cannot listen: {err}")),
                 };
-                exit_tx.send_replace(Some(format!("in-process instance ended: {end:?}")));
+                exit_tx.send_replace(Some(Exit::from_serve_end("in-process instance", &end)));
             });
             (Reach::Listening(address), dir, task)
         }

@@ -37,6 +37,45 @@ impl LaunchSpec {
     }
 }
 
+/// How an incarnation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Exit {
+    /// It ended on its own terms: exit code 0, or a completed shutdown.
+    pub(crate) clean: bool,
+    /// Exit code, signal or connection loss, for people.
+    pub(crate) description: String,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl Exit {
+    /// How a worker or in-process instance ended, from how its serving ended.
+    pub(crate) fn from_serve_end(what: &str, end: &crate::rpc::server::ServeEnd) -> Self {
+        use crate::rpc::server::ServeEnd;
+        match end {
+            ServeEnd::Shutdown => Exit {
+                clean: true,
+                description: format!("{what} shut down"),
+            },
+            ServeEnd::Disconnected => Exit {
+                clean: false,
+                description: format!("{what} lost its connection"),
+            },
+            ServeEnd::Refused(reason) => Exit {
+                clean: false,
+                description: format!("{what} refused its connection: {reason}"),
+            },
+        }
+    }
+}
+
+/// Becomes `Some` once an incarnation has ended (for a child: once it is reaped).
+pub(crate) type ExitReceiver = watch::Receiver<Option<Exit>>;
+
 /// How to end an incarnation by force.
 #[derive(Debug)]
 pub(crate) enum Control {
@@ -120,7 +159,7 @@ pub(crate) struct Launched {
     /// The private socket directory, removed when the incarnation is dropped.
     pub(crate) dir: Option<SocketDir>,
     /// Becomes `Some(how it ended)` once it has ended (for a child: once it is reaped).
-    pub(crate) exit: watch::Receiver<Option<String>>,
+    pub(crate) exit: ExitReceiver,
     pub(crate) control: Control,
 }
 

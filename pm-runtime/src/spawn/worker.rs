@@ -14,7 +14,7 @@ enum ServeOn {
 }
 use crate::process::Process;
 use crate::rpc::server::{serve, serve_listener, ServeEnd};
-use crate::spawn::{Bound, Control, LaunchSpec, Launched, Reach};
+use crate::spawn::{Bound, Control, Exit, LaunchSpec, Launched, Reach};
 
 pub(crate) fn launch<P: Process>(
     spec: &LaunchSpec,
@@ -57,13 +57,20 @@ pub(crate) fn launch<P: Process>(
                     }
                 });
                 runtime.shutdown_background();
-                Ok::<_, String>(format!("worker ended: {end:?}"))
+                Ok::<_, String>(Exit::from_serve_end("worker", &end))
             }));
-            let reason = match outcome {
-                Ok(Ok(reason)) | Ok(Err(reason)) => reason,
-                Err(panic) => format!("worker panicked: {}", panic_message(panic.as_ref())),
+            let exit = match outcome {
+                Ok(Ok(exit)) => exit,
+                Ok(Err(reason)) => Exit {
+                    clean: false,
+                    description: reason,
+                },
+                Err(panic) => Exit {
+                    clean: false,
+                    description: format!("worker panicked: {}", panic_message(panic.as_ref())),
+                },
             };
-            exit_tx.send_replace(Some(reason));
+            exit_tx.send_replace(Some(exit));
         })
         .map_err(|err| Error::Spawn {
             process: spec.name.clone(),

@@ -1,0 +1,490 @@
+//! Supervision against real child processes: crash loops, backoff, kills mid-call, stubborn
+//! children, descendants, a killed manager, deadlines, cancellation, resource limits, and
+//! repeated spawn/stop cycles.
+
+use std::time::{Duration, Instant};
+
+use pm_runtime::prelude::*;
+use pm_runtime::Error;
+use pm_tests::{pid_alive, wait_dead, CrashPlan, Crasher, Lifecycle};
+
+const CRASHER: &str = env!("CARGO_BIN_EXE_test-crasher");
+const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
+const MANAGER: &str = env!("CARGO_BIN_EXE_test-manager");
+
+fn policy(max_restarts: u32, window_ms: u64, initial_ms: u64, max_ms: u64) -> RestartPolicy {
+    RestartPolicy {
+        enabled: true,
+        max_restarts,
+        window: Duration::from_millis(window_ms),
+        backoff: Backoff {
+            kind: BackoffKind::Exponential,
+            initial: Duration::from_millis(initial_ms),
+            max: Duration::from_millis(max_ms),
+        },
+        ..Default::default()
+    }
+}
+
+fn child_manager(restart_policy: RestartPolicy) -> ProcessManager {
+    ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        restart_policy,
+        grace_period: Duration::from_millis(300),
+        ..Default::default()
+    })
+}
+
+fn plan(after_ms: u64) -> CrashPlan {
+    CrashPlan {
+        after_ms,
+        code: 3,
+        marker: None,
+        first_after_ms: 0,
+    }
+}
+
+/// Collects events until `done` says stop or `within` passes.
+async fn collect_events(
+    events: &mut tokio::sync::broadcast::Receiver<ProcessEvent>,
+    within: Duration,
+    mut done: impl FnMut(&ProcessEvent) -> bool,
+) -> Vec<ProcessEvent> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        let stop = done(&event);
+        seen.push(event);
+        if stop {
+            break;
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_crash_loop_ends_in_failed_after_exactly_max_restarts_plus_one_starts() {
+    let pm = child_manager(policy(3, 10_000, 10, 50));
+    let mut events = pm.subscribe();
+    let crasher = pm
+        .spawn::<Crasher>(CRASHER, SpawnOptions::default().dependencies(plan(50)))
+        .await
+        .expect("spawn");
+    let seen = collect_events(&mut events, Duration::from_secs(10), |e| {
+        matches!(e, ProcessEvent::Failed { .. })
+    })
+    .await;
+    let starts = seen
+        .iter()
+        .filter(|e| matches!(e, ProcessEvent::Spawned { .. }))
+        .count();
+    assert_eq!(starts, 4, "{seen:#?}");
+    assert!(
+        matches!(seen.last(), Some(ProcessEvent::Failed { .. })),
+        "{seen:#?}"
+    );
+    let crashes: Vec<&String> = seen
+        .iter()
+        .filter_map(|e| match e {
+            ProcessEvent::Crashed { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(crashes.len(), 4);
+    assert!(
+        crashes.iter().all(|r| r.contains("exited with code 3")),
+        "{crashes:?}"
+    );
+    // No more spawns afterwards, and calls end at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(events.try_recv().is_err(), "events after Failed");
+    let info = pm.info(crasher.id()).expect("info");
+    assert!(
+        matches!(info.state, ProcessState::Failed { .. }),
+        "{info:?}"
+    );
+    assert_eq!(info.restarts, 3);
+    let started = Instant::now();
+    let err = crasher.pid().await.expect_err("failed for good");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(100));
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_child_crashing_slower_than_the_window_keeps_being_restarted() {
+    let pm = child_manager(policy(1, 300, 10, 20));
+    let mut events = pm.subscribe();
+    let crasher = pm
+        .spawn::<Crasher>(CRASHER, SpawnOptions::default().dependencies(plan(400)))
+        .await
+        .expect("spawn");
+    let seen = collect_events(&mut events, Duration::from_millis(2600), |_| false).await;
+    let restarts = seen
+        .iter()
+        .filter(|e| matches!(e, ProcessEvent::Restarting { .. }))
+        .count();
+    assert!(restarts >= 4, "only {restarts} restarts: {seen:#?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, ProcessEvent::Failed { .. })),
+        "{seen:#?}"
+    );
+    pm.kill(crasher.id()).await.expect("kill");
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_child_that_runs_fine_for_two_seconds_and_then_crash_loops_is_still_caught() {
+    let marker = std::env::temp_dir().join(format!("pm-late-loop-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let pm = child_manager(policy(3, 1_000, 10, 40));
+    let mut events = pm.subscribe();
+    let plan = CrashPlan {
+        after_ms: 30,
+        code: 4,
+        marker: Some(marker.to_string_lossy().into_owned()),
+        first_after_ms: 2_000,
+    };
+    let _crasher = pm
+        .spawn::<Crasher>(CRASHER, SpawnOptions::default().dependencies(plan))
+        .await
+        .expect("spawn");
+    let seen = collect_events(&mut events, Duration::from_secs(10), |e| {
+        matches!(e, ProcessEvent::Failed { .. })
+    })
+    .await;
+    let _ = std::fs::remove_file(&marker);
+    assert!(
+        matches!(seen.last(), Some(ProcessEvent::Failed { .. })),
+        "{seen:#?}"
+    );
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn restart_delays_follow_the_exponential_backoff_up_to_its_cap() {
+    let pm = child_manager(policy(5, 20_000, 20, 100));
+    let mut events = pm.subscribe();
+    let _crasher = pm
+        .spawn::<Crasher>(CRASHER, SpawnOptions::default().dependencies(plan(30)))
+        .await
+        .expect("spawn");
+    let seen = collect_events(&mut events, Duration::from_secs(10), |e| {
+        matches!(e, ProcessEvent::Failed { .. })
+    })
+    .await;
+    let delays: Vec<u64> = seen
+        .iter()
+        .filter_map(|e| match e {
+            ProcessEvent::Restarting { delay, .. } => Some(delay.as_millis() as u64),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays, vec![20, 40, 80, 100, 100], "{seen:#?}");
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn kill_9_mid_call_ends_that_call_with_process_exited_and_the_next_call_runs_on_a_new_pid() {
+    let pm = child_manager(policy(5, 60_000, 10, 50));
+    let handle = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    let first = handle.pid().await.expect("pid");
+    let call = {
+        let handle = handle.clone();
+        tokio::spawn(async move { handle.slow(30_000).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(first as i32, libc::SIGKILL) };
+    let err = tokio::time::timeout(Duration::from_secs(3), call)
+        .await
+        .expect("ended")
+        .expect("task")
+        .expect_err("failed");
+    assert!(matches!(err, Error::ProcessExited { .. }), "{err:?}");
+    assert!(err.to_string().contains("signal 9"), "{err}");
+    let second = handle.pid().await.expect("the handle reconnects");
+    assert_ne!(first, second);
+    assert_eq!(pm.info(handle.id()).expect("info").restarts, 1);
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_child_ignoring_sigterm_is_sigkilled_at_the_grace_deadline() {
+    let pm = child_manager(RestartPolicy::default());
+    let handle = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    let pid = handle.pid().await.expect("pid");
+    handle.ignore_sigterm().await.expect("ignore");
+    // Frozen: it can answer nothing, and SIGTERM does nothing to it.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let started = Instant::now();
+    pm.stop(handle.id()).await.expect("stop");
+    let took = started.elapsed();
+    assert!(!pid_alive(pid), "{pid} survived stop");
+    // grace 300 ms + 500 ms for the answer, then SIGTERM and 2 s until SIGKILL.
+    assert!(
+        took >= Duration::from_millis(2_500),
+        "killed too early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn stop_leaves_no_descendant_behind() {
+    let pm = child_manager(RestartPolicy::default());
+    let handle = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    let grandchild = handle.spawn_grandchild().await.expect("grandchild");
+    assert_ne!(grandchild, 0);
+    assert!(pid_alive(grandchild));
+    pm.stop(handle.id()).await.expect("stop");
+    assert!(
+        wait_dead(grandchild, Duration::from_secs(2)).await,
+        "grandchild {grandchild} survived"
+    );
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn kill_9_of_the_manager_leaves_no_child_alive_within_two_seconds() {
+    let mut manager = tokio::process::Command::new(MANAGER)
+        .arg(LIFECYCLE)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("manager starts");
+    let stdout = manager.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the manager reports its child")
+        .expect("read")
+        .expect("a line");
+    let child: u32 = line.trim().parse().expect("a pid");
+    assert!(pid_alive(child));
+    manager.start_kill().expect("SIGKILL");
+    let _ = manager.wait().await;
+    assert!(
+        wait_dead(child, Duration::from_secs(2)).await,
+        "child {child} outlived its manager"
+    );
+}
+
+#[tokio::test]
+async fn a_call_past_its_deadline_times_out_and_the_process_aborts_it() {
+    let pm = child_manager(RestartPolicy::default());
+    let handle = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    let hurried = ProcessHandle::with_timeout(&handle, Duration::from_millis(200));
+    let started = Instant::now();
+    let err = hurried.slow(5_000).await.expect_err("deadline");
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let mut aborted = 0;
+    for _ in 0..50 {
+        aborted = handle.aborted().await.expect("aborted");
+        if aborted == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(aborted, 1, "the process did not abort the call");
+    // A call within its deadline still succeeds.
+    assert_eq!(hurried.slow(10).await.expect("in time"), 10);
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn the_default_deadline_comes_from_resources_timeout() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Worker,
+        resources: Resources {
+            timeout: Some(Duration::from_millis(150)),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let handle = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    let err = handle.slow(3_000).await.expect_err("deadline");
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_dropped_call_future_is_aborted_in_the_process() {
+    for isolation in [Isolation::Child, Isolation::Worker] {
+        let pm = ProcessManager::new(ProcessManagerConfig {
+            isolation,
+            ..Default::default()
+        });
+        let handle = pm
+            .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+            .await
+            .expect("spawn");
+        let call = {
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.slow(10_000).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        call.abort();
+        let mut aborted = 0;
+        for _ in 0..50 {
+            aborted = handle.aborted().await.expect("aborted");
+            if aborted == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(aborted, 1, "{isolation:?}: the dropped call kept running");
+        pm.shutdown().await.expect("shutdown");
+    }
+}
+
+#[tokio::test]
+async fn a_child_over_max_memory_is_restarted_with_the_reason_in_the_event() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        restart_policy: policy(5, 60_000, 10, 50),
+        resources: Resources {
+            max_memory: Some(96 * 1024 * 1024),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let mut events = pm.subscribe();
+    let handle = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    let first = handle.pid().await.expect("pid");
+    handle.allocate(160).await.expect("allocates");
+    let mut crashed = false;
+    let seen = collect_events(&mut events, Duration::from_secs(5), |e| {
+        crashed |= matches!(e, ProcessEvent::Crashed { .. });
+        crashed && matches!(e, ProcessEvent::Ready { .. })
+    })
+    .await;
+    let crash = seen.iter().find_map(|e| match e {
+        ProcessEvent::Crashed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    let crash = crash.expect("a crash event");
+    assert!(crash.contains("max_memory"), "{crash}");
+    let second = handle.pid().await.expect("pid");
+    assert_ne!(first, second);
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn with_restart_on_failure_a_clean_exit_stops_and_a_failure_restarts() {
+    let pm = child_manager(RestartPolicy {
+        restart_on: RestartOn::OnFailure,
+        ..policy(5, 60_000, 10, 50)
+    });
+    let clean = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    clean.exit_soon(0).await.expect("exit");
+    let failing = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    let failing_pid = failing.pid().await.expect("pid");
+    failing.exit_soon(1).await.expect("exit");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(matches!(
+        pm.info(clean.id()).expect("info").state,
+        ProcessState::Stopped { .. }
+    ));
+    assert!(matches!(clean.pid().await, Err(Error::Unavailable { .. })));
+    assert_ne!(failing.pid().await.expect("restarted"), failing_pid);
+    pm.shutdown().await.expect("shutdown");
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn zombie_children() -> usize {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let Some(close) = stat.rfind(')') else {
+                return false;
+            };
+            let mut fields = stat[close + 1..].split_whitespace();
+            let state = fields.next();
+            let ppid = fields.next();
+            state == Some("Z") && ppid == Some(me.as_str())
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_spawn_stop_cycles_leave_no_zombie_fd_or_thread_behind() {
+    for isolation in [Isolation::Child, Isolation::Worker] {
+        let pm = ProcessManager::new(ProcessManagerConfig {
+            isolation,
+            ..Default::default()
+        });
+        // Warm up once so lazily created runtime resources exist before counting.
+        let warm = pm
+            .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+            .await
+            .expect("spawn");
+        pm.stop(warm.id()).await.expect("stop");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (fds, threads) = (fd_count(), thread_count());
+        for _ in 0..500 {
+            let handle = pm
+                .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+                .await
+                .expect("spawn");
+            pm.stop(handle.id()).await.expect("stop");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(zombie_children(), 0, "{isolation:?}: zombies left");
+        assert!(
+            fd_count() <= fds,
+            "{isolation:?}: fds {fds} -> {}",
+            fd_count()
+        );
+        assert!(
+            thread_count() <= threads,
+            "{isolation:?}: threads {threads} -> {}",
+            thread_count()
+        );
+        pm.shutdown().await.expect("shutdown");
+    }
+}
