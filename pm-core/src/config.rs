@@ -112,9 +112,14 @@ impl Default for RestartPolicy {
 /// Limits on what a process may use.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Resources {
-    /// Restart a child whose resident memory exceeds this many bytes. Default: no limit.
+    /// Restart a child whose resident memory exceeds this many bytes (checked every 500 ms;
+    /// the crash event's reason names the limit). Applies to `Isolation::Child` only: a
+    /// worker shares the manager's memory, so there is nothing of its own to measure.
+    /// Default: no limit.
     pub max_memory: Option<u64>,
-    /// A CPU budget in percent of one core. Default: no limit.
+    /// A CPU budget in percent of one core. Reported, not enforced: when the process hosting
+    /// it goes over, the manager logs a warning and emits `ProcessEvent::Unhealthy` with the
+    /// reading (once per crossing); it does not throttle or restart. Default: no budget.
     pub max_cpu: Option<f64>,
     /// The default deadline of every call. Default: none (a call waits until the process
     /// answers or dies).

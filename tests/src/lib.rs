@@ -155,11 +155,12 @@ impl Drop for AbortCounter<'_> {
 }
 
 /// A process for lifecycle tests: slow calls that notice being aborted, output, descendants,
-/// memory growth, exits.
+/// memory growth, exits, a health check that can be made to fail.
 #[derive(Debug, Default)]
 pub struct Lifecycle {
     aborted: std::sync::atomic::AtomicU64,
     hoard: std::sync::Mutex<Vec<Vec<u8>>>,
+    sick: std::sync::atomic::AtomicBool,
 }
 
 #[process(name = "lifecycle", version = "1.0.0")]
@@ -224,6 +225,22 @@ impl Lifecycle {
         // SAFETY: installing SIG_IGN has no memory-safety preconditions.
         unsafe {
             libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        }
+    }
+
+    /// Makes the health check report unhealthy from now on.
+    #[public]
+    pub async fn fall_ill(&self) {
+        self.sick.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Healthy until `fall_ill`.
+    #[health_check]
+    pub async fn health(&self) -> HealthStatus {
+        if self.sick.load(std::sync::atomic::Ordering::SeqCst) {
+            HealthStatus::unhealthy().with_check("mood", CheckStatus::Fail, Some("ill".into()))
+        } else {
+            HealthStatus::healthy()
         }
     }
 

@@ -488,3 +488,109 @@ async fn five_hundred_spawn_stop_cycles_leave_no_zombie_fd_or_thread_behind() {
         pm.shutdown().await.expect("shutdown");
     }
 }
+
+#[tokio::test]
+async fn failing_health_checks_restart_the_process_after_the_threshold_and_healthy_ones_never() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        restart_policy: policy(5, 60_000, 10, 50),
+        monitoring: Monitoring {
+            health_check: HealthCheckConfig {
+                enabled: true,
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(500),
+                failure_threshold: 3,
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let mut events = pm.subscribe();
+    let steady = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default().name("steady"))
+        .await
+        .expect("spawn");
+    let ill = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default().name("ill"))
+        .await
+        .expect("spawn");
+    let (steady_pid, ill_pid) = (
+        steady.pid().await.expect("pid"),
+        ill.pid().await.expect("pid"),
+    );
+    ill.fall_ill().await.expect("fall ill");
+    let mut unhealthy = false;
+    let seen = collect_events(&mut events, Duration::from_secs(5), |e| {
+        unhealthy |= matches!(e, ProcessEvent::Unhealthy { .. });
+        unhealthy && matches!(e, ProcessEvent::Ready { .. })
+    })
+    .await;
+    let reason = seen
+        .iter()
+        .find_map(|e| match e {
+            ProcessEvent::Unhealthy { id, reason } if *id == ill.id() => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("an unhealthy event");
+    assert!(
+        reason.contains("3 consecutive health checks failed"),
+        "{reason}"
+    );
+    assert_ne!(ill.pid().await.expect("restarted"), ill_pid);
+    // A healthy process is never restarted by polling.
+    assert_eq!(steady.pid().await.expect("pid"), steady_pid);
+    assert_eq!(pm.info(steady.id()).expect("info").restarts, 0);
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn shutdown_stops_processes_in_reverse_start_order() {
+    let file = std::env::temp_dir().join(format!("pm-order-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let pm = child_manager(RestartPolicy::default());
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let recorder = pm
+            .spawn::<pm_tests::HookRecorder>(
+                env!("CARGO_BIN_EXE_test-hooks"),
+                SpawnOptions::default().dependencies(file.to_string_lossy().into_owned()),
+            )
+            .await
+            .expect("spawn");
+        pids.push(recorder.pid().await.expect("pid"));
+    }
+    pm.shutdown().await.expect("shutdown");
+    let written = std::fs::read_to_string(&file).expect("hooks wrote");
+    let _ = std::fs::remove_file(&file);
+    let order: Vec<u32> = written
+        .lines()
+        .filter(|l| l.starts_with("close"))
+        .filter_map(|l| l.rsplit("pid=").next()?.parse().ok())
+        .collect();
+    pids.reverse();
+    assert_eq!(order, pids, "{written}");
+}
+
+#[tokio::test]
+async fn a_restart_policy_that_could_never_trip_is_refused_at_spawn() {
+    let pm = child_manager(RestartPolicy {
+        backoff: Backoff {
+            kind: BackoffKind::Linear,
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(60),
+        },
+        window: Duration::from_secs(30),
+        max_restarts: 5,
+        ..Default::default()
+    });
+    let err = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("can never fail a crash loop"),
+        "{err}"
+    );
+    assert!(pm.list().is_empty());
+}
