@@ -24,6 +24,7 @@ pub(crate) fn process(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let syn::Item::Impl(item_impl) = &parsed else {
         let (span, what) = parse::wrong_item(&parsed);
+        let parsed = strip_from_trait(parsed.clone());
         let err = to_compile_errors(syn::Error::new(
             span,
             format!(
@@ -48,6 +49,18 @@ pub(crate) fn process(args: TokenStream, item: TokenStream) -> TokenStream {
         }
         (Ok(()), None) => stripped.into_token_stream(),
     }
+}
+
+/// Our helper attributes left in a trait would add "cannot find attribute" errors to ours.
+fn strip_from_trait(mut item: syn::Item) -> syn::Item {
+    if let syn::Item::Trait(item_trait) = &mut item {
+        for trait_item in &mut item_trait.items {
+            if let syn::TraitItem::Fn(func) = trait_item {
+                func.attrs.retain(|attr| !parse::is_ours(attr));
+            }
+        }
+    }
+    item
 }
 
 fn strip_helper_attributes(item: &ItemImpl) -> ItemImpl {
@@ -234,7 +247,7 @@ fn generate_process_impl(plan: &Plan<'_>) -> TokenStream {
         });
         quote! {
             fn __shutdown(#cell: &#p::ProcessCell<Self>) -> ::std::vec::Vec<#p::BoxFuture<'static, ()>> {
-                ::std::vec::Vec::from([#(#hooks),*])
+                ::core::convert::From::from([#(#hooks),*])
             }
         }
     });
@@ -300,8 +313,11 @@ fn generate_init(plan: &Plan<'_>, p: &TokenStream, deps: &syn::Ident) -> TokenSt
     let self_ty = plan.self_ty;
     let config = local("__pm_config");
     let body = match &plan.init {
+        // Named by the user's type tokens (not `Self`) so that a missing `Default` is reported
+        // once, at the type, by the `DefaultUnlessInit` assertion below: rustc drops the
+        // identical `init_default` obligation at the same span in the same body.
         None => quote! {
-            #p::boxed(async move { #p::init_default::<Self>(&#deps, #name) })
+            #p::boxed(async move { #p::init_default::<#self_ty>(&#deps, #name) })
         },
         Some(init) => {
             let ident = &init.func.sig.ident;
@@ -328,12 +344,14 @@ fn generate_init(plan: &Plan<'_>, p: &TokenStream, deps: &syn::Ident) -> TokenSt
             }
         }
     };
+    // Must stay in `__init`'s own body, before `init_default`, for the deduplication above;
+    // it reports our `on_unimplemented` message rather than a bare "`Default` is not
+    // implemented".
     let assert_default = plan.init.is_none().then(|| {
+        let requires = local("__pm_requires_default");
         quote! {
-            const _: () = {
-                fn __pm_requires_default<T: #p::DefaultUnlessInit>() {}
-                let _ = __pm_requires_default::<#self_ty>;
-            };
+            fn #requires<T: #p::DefaultUnlessInit>() {}
+            #requires::<#self_ty>();
         }
     });
     quote! {

@@ -17,6 +17,35 @@ pub(crate) struct Args {
     pub(crate) name: Option<LitStr>,
     pub(crate) version: Option<LitStr>,
     pub(crate) krate: Option<syn::Path>,
+    /// An error was already reported for the arguments (an unknown, duplicate or malformed
+    /// key); a missing `name` or `version` is then most likely that key, so validation does
+    /// not report it again.
+    pub(crate) reported: bool,
+}
+
+/// The number of single-character edits between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// The known key an unknown key is most likely a typo of.
+fn closest_key(unknown: &str) -> Option<&'static str> {
+    ["name", "version", "crate"]
+        .into_iter()
+        .map(|key| (edit_distance(unknown, key), key))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, key)| key)
 }
 
 fn string_value(cx: &Ctxt, key: &str, value: &Expr) -> Option<LitStr> {
@@ -45,6 +74,7 @@ pub(crate) fn parse_args(cx: &Ctxt, tokens: TokenStream) -> Args {
                 err.span(),
                 format!("expected `key = \"value\"` pairs with the keys {KEYS}: {err}"),
             ));
+            args.reported = true;
             return args;
         }
     };
@@ -54,6 +84,7 @@ pub(crate) fn parse_args(cx: &Ctxt, tokens: TokenStream) -> Args {
                 &meta,
                 format!("expected `key = \"value\"`; the keys are {KEYS}"),
             );
+            args.reported = true;
             continue;
         };
         let key = pair
@@ -67,14 +98,21 @@ pub(crate) fn parse_args(cx: &Ctxt, tokens: TokenStream) -> Args {
                 let shown = quote::ToTokens::to_token_stream(&pair.path)
                     .to_string()
                     .replace(' ', "");
-                cx.error_spanned_by(
-                    &pair.path,
-                    format!("unknown key `{shown}`; the keys are {KEYS}"),
-                );
+                let message = match closest_key(&shown) {
+                    Some(known) => {
+                        format!(
+                            "unknown key `{shown}`: did you mean `{known}`? The keys are {KEYS}"
+                        )
+                    }
+                    None => format!("unknown key `{shown}`; the keys are {KEYS}"),
+                };
+                cx.error_spanned_by(&pair.path, message);
+                args.reported = true;
                 continue;
             }
         }
         let Some(value) = string_value(cx, &key, &pair.value) else {
+            args.reported = true;
             continue;
         };
         let duplicate = match key.as_str() {
@@ -87,12 +125,17 @@ pub(crate) fn parse_args(cx: &Ctxt, tokens: TokenStream) -> Args {
                         &value,
                         "`crate` takes a path, e.g. `crate = \"my_crate::pm\"`",
                     );
+                    args.reported = true;
                     false
                 }
             },
         };
         if duplicate {
-            cx.error_spanned_by(&pair.path, format!("`{key}` is given twice"));
+            cx.error_spanned_by(
+                &pair.path,
+                format!("`{key}` is given twice; keep one `{key} = \"...\"`"),
+            );
+            args.reported = true;
         }
     }
     args
@@ -158,7 +201,11 @@ pub(crate) fn parse_model<'a>(cx: &Ctxt, item: &'a ItemImpl) -> Model<'a> {
             if !matches!(attr.meta, Meta::Path(_)) {
                 cx.error_spanned_by(
                     &attr.meta,
-                    format!("{} takes no arguments", this.attribute()),
+                    format!(
+                        "{} takes no arguments: write `{}`",
+                        this.attribute(),
+                        this.attribute()
+                    ),
                 );
             }
             if let Some((first, _)) = role {
@@ -198,5 +245,20 @@ pub(crate) fn wrong_item(item: &syn::Item) -> (Span, &'static str) {
         syn::Item::Fn(f) => (f.sig.fn_token.span, "a function"),
         syn::Item::Mod(m) => (m.mod_token.span, "a module"),
         other => (other.span(), "this item"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{closest_key, edit_distance};
+
+    #[test]
+    fn typos_of_keys_are_recognised() {
+        assert_eq!(edit_distance("name", "name"), 0);
+        assert_eq!(edit_distance("nmae", "name"), 2);
+        assert_eq!(closest_key("nmae"), Some("name"));
+        assert_eq!(closest_key("vesion"), Some("version"));
+        assert_eq!(closest_key("krate"), Some("crate"));
+        assert_eq!(closest_key("timeout"), None);
     }
 }

@@ -71,10 +71,15 @@ pub(crate) struct Plan<'a> {
 
 /// Checks the model; `None` when any rule is broken (the errors are in `cx`).
 pub(crate) fn validate<'a>(cx: &Ctxt, args: Args, model: &Model<'a>) -> Option<Plan<'a>> {
-    let name = check_name(cx, args.name);
-    let version = check_version(cx, args.version);
+    let name = check_name(cx, args.name, args.reported);
+    let version = check_version(cx, args.version, args.reported);
     check_inherent(cx, model);
-    let client = client_ident(cx, &model.item.self_ty);
+    // A generic impl block was just reported; its type's generics need no second error.
+    let client = client_ident(
+        cx,
+        &model.item.self_ty,
+        model.item.generics.params.is_empty(),
+    );
 
     let mut publics = Vec::new();
     let mut health: Option<Hook<'a>> = None;
@@ -150,12 +155,15 @@ pub(crate) fn validate<'a>(cx: &Ctxt, args: Args, model: &Model<'a>) -> Option<P
     })
 }
 
-fn check_name(cx: &Ctxt, name: Option<LitStr>) -> Option<LitStr> {
+/// `reported`: an argument error was already reported, which likely explains a missing key.
+fn check_name(cx: &Ctxt, name: Option<LitStr>, reported: bool) -> Option<LitStr> {
     let Some(name) = name else {
-        cx.syn_error(syn::Error::new(
-            Span::call_site(),
-            "#[process] needs a name: #[process(name = \"calculator\", version = \"1.0.0\")]",
-        ));
+        if !reported {
+            cx.syn_error(syn::Error::new(
+                Span::call_site(),
+                "#[process] needs a name: add `name = \"...\"`, e.g. #[process(name = \"calculator\", version = \"1.0.0\")]",
+            ));
+        }
         return None;
     };
     let value = name.value();
@@ -166,7 +174,7 @@ fn check_name(cx: &Ctxt, name: Option<LitStr>) -> Option<LitStr> {
     if !valid {
         cx.error_spanned_by(
             &name,
-            "a process name is non-empty and made of ASCII letters, digits, `-`, `_` and `.`",
+            format!("{value:?} is not a valid process name: use only ASCII letters, digits, `-`, `_` and `.` (e.g. \"my-calc\")"),
         );
         return None;
     }
@@ -188,18 +196,23 @@ fn is_semver(version: &str) -> bool {
         && (rest.is_empty() || rest.len() > 1)
 }
 
-fn check_version(cx: &Ctxt, version: Option<LitStr>) -> Option<LitStr> {
+fn check_version(cx: &Ctxt, version: Option<LitStr>, reported: bool) -> Option<LitStr> {
     let Some(version) = version else {
-        cx.syn_error(syn::Error::new(
-            Span::call_site(),
-            "#[process] needs a version: #[process(name = \"calculator\", version = \"1.0.0\")]",
-        ));
+        if !reported {
+            cx.syn_error(syn::Error::new(
+                Span::call_site(),
+                "#[process] needs a version: add `version = \"...\"`, e.g. #[process(name = \"calculator\", version = \"1.0.0\")]",
+            ));
+        }
         return None;
     };
     if !is_semver(&version.value()) {
         cx.error_spanned_by(
             &version,
-            "a process version is `MAJOR.MINOR.PATCH` (e.g. \"1.0.0\" or \"2.1.0-beta.1\")",
+            format!(
+                "{:?} is not a valid process version: write `MAJOR.MINOR.PATCH` (e.g. \"1.0.0\" or \"2.1.0-beta.1\")",
+                version.value()
+            ),
         );
         return None;
     }
@@ -225,7 +238,8 @@ fn check_inherent(cx: &Ctxt, model: &Model<'_>) {
     }
 }
 
-fn client_ident(cx: &Ctxt, self_ty: &Type) -> Option<Ident> {
+/// `<Type>Client`, or `None` (reported when `report`) when the type is not a plain name.
+fn client_ident(cx: &Ctxt, self_ty: &Type, report: bool) -> Option<Ident> {
     if let Type::Path(path) = self_ty {
         if path.qself.is_none() {
             if let Some(last) = path.path.segments.last() {
@@ -238,10 +252,12 @@ fn client_ident(cx: &Ctxt, self_ty: &Type) -> Option<Ident> {
             }
         }
     }
-    cx.error_spanned_by(
-        self_ty,
-        "#[process] needs a plain type name here (`impl Calculator`), without generics",
-    );
+    if report {
+        cx.error_spanned_by(
+            self_ty,
+            "#[process] needs a plain type name here (`impl Calculator`), without generics",
+        );
+    }
     None
 }
 
@@ -256,10 +272,28 @@ fn check_signature_basics(cx: &Ctxt, func: &ImplItemFn, role: &str) {
             ),
         );
     }
-    if !sig.generics.params.is_empty() {
+    let params = &sig.generics.params;
+    if params
+        .iter()
+        .all(|param| matches!(param, syn::GenericParam::Lifetime(_)))
+    {
+        if !params.is_empty() {
+            cx.error_spanned_by(
+                params,
+                format!(
+                    "{role} methods cannot have lifetime parameters: remove `<{}>` and take `&self` or `&mut self` (arguments are owned values)",
+                    params
+                        .iter()
+                        .map(|param| quote::ToTokens::to_token_stream(param).to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    } else {
         cx.error_spanned_by(
-            &sig.generics.params,
-            format!("{role} methods cannot be generic: the process must know the concrete types to decode"),
+            params,
+            format!("{role} methods cannot be generic: the process decodes the arguments into concrete types, so replace the type parameters with concrete types"),
         );
     }
     if let Some(clause) = &sig.generics.where_clause {
@@ -283,7 +317,10 @@ fn check_receiver(cx: &Ctxt, func: &ImplItemFn, role: &str) -> Option<Access> {
     let Some(receiver) = func.sig.receiver() else {
         cx.error_spanned_by(
             &func.sig.ident,
-            format!("{role} methods take `&self` or `&mut self`"),
+            format!(
+                "{role} methods take `&self` or `&mut self`: add it as the first parameter, `async fn {}(&self, ...)`",
+                func.sig.ident
+            ),
         );
         return None;
     };
@@ -301,10 +338,22 @@ fn check_receiver(cx: &Ctxt, func: &ImplItemFn, role: &str) -> Option<Access> {
         );
         return None;
     };
-    if let Some(lifetime) = lifetime {
+    // A lifetime declared on the method itself was already reported with its generics.
+    let declared_here = |lifetime: &syn::Lifetime| {
+        func.sig
+            .generics
+            .lifetimes()
+            .any(|def| def.lifetime == *lifetime)
+    };
+    if let Some(lifetime) = lifetime.as_ref().filter(|l| !declared_here(l)) {
+        let plain = if receiver.mutability.is_some() {
+            "&mut self"
+        } else {
+            "&self"
+        };
         cx.error_spanned_by(
             lifetime,
-            format!("{role} methods take `&self` without a named lifetime"),
+            format!("{role} methods take `&self` or `&mut self` without a named lifetime: write `{plain}`"),
         );
     }
     Some(if receiver.mutability.is_some() {

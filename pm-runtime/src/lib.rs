@@ -85,16 +85,17 @@ pub use pm_core::{
     ProcessId, ProcessInfo, ProcessManagerConfig, ProcessMetrics, ProcessState, RemoteError,
     RemoteErrorKind, Resources, RestartOn, RestartPolicy, Strategy, TransportKind,
 };
-pub use pm_macros::process;
+pub use pm_macros::{health_check, on_shutdown, process, public};
 pub use process::{ClientStub, Process};
 
 /// The items most programs need: `use pm_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        process, Backoff, BackoffKind, CheckResult, CheckStatus, HealthCheckConfig, HealthState,
-        HealthStatus, Isolation, Limits, Monitoring, PoolOptions, ProcessEvent, ProcessHandle,
-        ProcessId, ProcessInfo, ProcessManager, ProcessManagerConfig, ProcessMetrics, ProcessState,
-        Resources, RestartOn, RestartPolicy, SpawnOptions, Strategy, TransportKind,
+        health_check, on_shutdown, process, public, Backoff, BackoffKind, CheckResult, CheckStatus,
+        HealthCheckConfig, HealthState, HealthStatus, Isolation, Limits, Monitoring, PoolOptions,
+        ProcessEvent, ProcessHandle, ProcessId, ProcessInfo, ProcessManager, ProcessManagerConfig,
+        ProcessMetrics, ProcessState, Resources, RestartOn, RestartPolicy, SpawnOptions, Strategy,
+        TransportKind,
     };
 }
 

@@ -1,0 +1,12 @@
+use pm_runtime::prelude::*;
+
+#[derive(Default)]
+struct S;
+
+#[process(name = calculator, version = "1.0.0")]
+impl S {
+    #[public]
+    pub async fn ping(&self) {}
+}
+
+fn main() {}

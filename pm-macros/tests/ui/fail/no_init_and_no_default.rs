@@ -1,0 +1,15 @@
+use pm_runtime::prelude::*;
+
+struct S {
+    port: u16,
+}
+
+#[process(name = "s", version = "1.0.0")]
+impl S {
+    #[public]
+    pub async fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+fn main() {}

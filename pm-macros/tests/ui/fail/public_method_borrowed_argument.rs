@@ -1,0 +1,14 @@
+use pm_runtime::prelude::*;
+
+#[derive(Default)]
+struct S;
+
+#[process(name = "s", version = "1.0.0")]
+impl S {
+    #[public]
+    pub async fn greet(&self, name: &str) -> usize {
+        name.len()
+    }
+}
+
+fn main() {}

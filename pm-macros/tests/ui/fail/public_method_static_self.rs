@@ -1,0 +1,12 @@
+use pm_runtime::prelude::*;
+
+#[derive(Default)]
+struct S;
+
+#[process(name = "s", version = "1.0.0")]
+impl S {
+    #[public]
+    pub async fn ping(&'static self) {}
+}
+
+fn main() {}
