@@ -3,9 +3,9 @@
 //! Use it through `pm_runtime` (`use pm_runtime::prelude::*;`), not from this crate: the
 //! expansion names `::pm_runtime::__private` paths.
 //!
-//! The pipeline has one module per step: [`parse`] reads the attribute and the `impl` block
-//! into a borrowed model, [`validate`] checks every rule and collects every error (each
-//! spanned at the offending token), and [`expand`] writes the client stub and the dispatch
+//! The pipeline has one module per step: `parse` reads the attribute and the `impl` block
+//! into a borrowed model, `validate` checks every rule and collects every error (each
+//! spanned at the offending token), and `expand` writes the client stub and the dispatch
 //! table. When validation fails, the original `impl` block is still emitted (minus our helper
 //! attributes) beside the errors, so the user sees our errors rather than a cascade.
 
