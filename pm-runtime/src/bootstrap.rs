@@ -22,6 +22,8 @@ pub(crate) enum SocketRole {
     UnixListener,
     /// A listening TCP socket; the manager connects to it.
     TcpListener,
+    /// A listening TCP socket speaking HTTP and WebSocket.
+    HttpListener,
 }
 
 impl SocketRole {
@@ -30,6 +32,7 @@ impl SocketRole {
             SocketRole::Connected => "connected",
             SocketRole::UnixListener => "unix-listener",
             SocketRole::TcpListener => "tcp-listener",
+            SocketRole::HttpListener => "http-listener",
         }
     }
 }
@@ -90,6 +93,7 @@ impl Bootstrap {
                         "connected" => SocketRole::Connected,
                         "unix-listener" => SocketRole::UnixListener,
                         "tcp-listener" => SocketRole::TcpListener,
+                        "http-listener" => SocketRole::HttpListener,
                         other => {
                             return Err(BootstrapError(format!(
                                 "unknown bootstrap socket `{other}`"

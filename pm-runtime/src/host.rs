@@ -96,10 +96,12 @@ pub fn run_process_main<P: Process>() -> ExitCode {
                     }
                 }
             }
-            SocketRole::UnixListener | SocketRole::TcpListener => {
+            role @ (SocketRole::UnixListener
+            | SocketRole::TcpListener
+            | SocketRole::HttpListener) => {
                 // SAFETY: as above: an open socket owned by nothing else in this process.
                 let listener = unsafe {
-                    if bootstrap.socket == SocketRole::UnixListener {
+                    if role == SocketRole::UnixListener {
                         pm_transport::StdListener::Unix(
                             std::os::unix::net::UnixListener::from_raw_fd(fd),
                         )
@@ -107,10 +109,7 @@ pub fn run_process_main<P: Process>() -> ExitCode {
                         pm_transport::StdListener::Tcp(std::net::TcpListener::from_raw_fd(fd))
                     }
                 };
-                match pm_transport::Listener::from_std(listener) {
-                    Ok(listener) => serve_listener::<P>(listener, opts).await,
-                    Err(err) => ServeEnd::Refused(format!("cannot listen on the socket: {err}")),
-                }
+                serve_listener::<P>(listener, role == SocketRole::HttpListener, opts).await
             }
         }
     });

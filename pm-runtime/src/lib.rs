@@ -56,6 +56,7 @@ mod caller;
 mod catch;
 mod events;
 mod host;
+mod http_api;
 mod managed;
 mod manager;
 mod metrics;

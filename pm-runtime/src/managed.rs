@@ -222,9 +222,8 @@ impl Managed {
             Reach::Connected(conn) => conn,
             Reach::Listening(address) => {
                 let max = self.spec.limits.max_frame_size;
-                match tokio::time::timeout(CONNECT_TIMEOUT, pm_transport::connect(&address, max))
-                    .await
-                {
+                let connecting = pm_transport::connect(&address, self.spec.token.as_str(), max);
+                match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
                     Ok(Ok(conn)) => conn,
                     outcome => {
                         let reason = match outcome {

@@ -5,10 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pm_core::{
-    Error, HealthStatus, ProcessId, ProcessInfo, ProcessManagerConfig, ProcessMetrics,
-    TransportKind,
-};
+use pm_core::{Error, HealthStatus, ProcessId, ProcessInfo, ProcessManagerConfig, ProcessMetrics};
 use tokio::sync::broadcast;
 
 use crate::caller::Caller;
@@ -131,11 +128,6 @@ impl ProcessManager {
         crate::supervisor::validate(&config.restart_policy)?;
         let name = options.name.unwrap_or_else(|| P::NAME.to_owned());
         let transport = options.transport.unwrap_or(config.transport);
-        if transport == TransportKind::Http {
-            return Err(Error::Config(
-                "transport Http is not available in this build; use Ipc, Unix or Tcp".into(),
-            ));
-        }
         if config.limits.max_frame_size < 1024 || config.limits.max_frame_size > u32::MAX as usize {
             return Err(Error::Config(format!(
                 "limits.max_frame_size must be between 1 KiB and 4 GiB, not {}",

@@ -15,6 +15,33 @@ pub enum Address {
     Unix(PathBuf),
     /// A TCP socket.
     Tcp(SocketAddr),
+    /// HTTP/1.1 with a WebSocket upgrade at `/ws`, plus the JSON endpoints.
+    Http(SocketAddr),
+}
+
+impl Address {
+    /// Parses `unix:/path/to.sock`, `tcp:host:port` or `http://host:port`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let socket = |rest: &str| {
+            rest.trim_end_matches('/')
+                .parse::<SocketAddr>()
+                .map_err(|err| format!("`{text}` does not end in an ip:port: {err}"))
+        };
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(format!("`{text}` has no socket path"));
+            }
+            Ok(Address::Unix(PathBuf::from(path)))
+        } else if let Some(rest) = text.strip_prefix("tcp:") {
+            socket(rest).map(Address::Tcp)
+        } else if let Some(rest) = text.strip_prefix("http://") {
+            socket(rest).map(Address::Http)
+        } else {
+            Err(format!(
+                "`{text}` is not an address: write `unix:/path`, `tcp:ip:port` or `http://ip:port`"
+            ))
+        }
+    }
 }
 
 impl std::fmt::Display for Address {
@@ -22,6 +49,7 @@ impl std::fmt::Display for Address {
         match self {
             Address::Unix(path) => write!(f, "unix:{}", path.display()),
             Address::Tcp(addr) => write!(f, "tcp:{addr}"),
+            Address::Http(addr) => write!(f, "http://{addr}"),
         }
     }
 }
@@ -29,7 +57,9 @@ impl std::fmt::Display for Address {
 /// Connects to a listening process and wraps the stream as a frame connection.
 ///
 /// TCP connections disable Nagle's algorithm: frames are already batched by the writer.
-pub async fn connect(address: &Address, max_frame: usize) -> io::Result<Connection> {
+/// `token` is presented as a bearer token for `Http` (the socket transports present it in the
+/// handshake instead).
+pub async fn connect(address: &Address, token: &str, max_frame: usize) -> io::Result<Connection> {
     match address {
         Address::Unix(path) => {
             let stream = tokio::net::UnixStream::connect(path).await?;
@@ -41,6 +71,7 @@ pub async fn connect(address: &Address, max_frame: usize) -> io::Result<Connecti
             let (read, write) = stream.into_split();
             Ok(from_stream(read, write, max_frame, "tcp"))
         }
+        Address::Http(addr) => crate::http::connect_http(*addr, token, max_frame).await,
     }
 }
 
@@ -171,6 +202,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn addresses_parse_and_print_back() {
+        for text in [
+            "unix:/run/x.sock",
+            "tcp:127.0.0.1:7000",
+            "http://10.0.0.1:8080",
+        ] {
+            let address = Address::parse(text).expect("parses");
+            assert_eq!(address.to_string(), text);
+        }
+        assert!(Address::parse("ftp://x").is_err());
+        assert!(Address::parse("tcp:nohost").is_err());
+        assert!(Address::parse("unix:").is_err());
+    }
+
+    #[test]
     fn the_socket_directory_is_private_and_removed_on_drop() {
         let dir = SocketDir::create(None, "test").expect("mkdir");
         let mode = std::fs::metadata(dir.path())
@@ -197,7 +243,7 @@ mod tests {
             (StdListener::Tcp(tcp), Address::Tcp(tcp_addr)),
         ] {
             let listener = Listener::from_std(listener).expect("listener");
-            let (client, server) = tokio::join!(connect(&address, 1024), listener.accept(1024));
+            let (client, server) = tokio::join!(connect(&address, "", 1024), listener.accept(1024));
             let (client, mut server) = (client.expect("connect"), server.expect("accept"));
             client
                 .sender

@@ -35,7 +35,10 @@ impl Raw {
     fn connect(endpoint: &str) -> Self {
         let raw = if let Some(path) = endpoint.strip_prefix("unix:") {
             Raw::Unix(std::os::unix::net::UnixStream::connect(path).expect("connect"))
-        } else if let Some(addr) = endpoint.strip_prefix("tcp:") {
+        } else if let Some(addr) = endpoint
+            .strip_prefix("tcp:")
+            .or_else(|| endpoint.strip_prefix("http://"))
+        {
             Raw::Tcp(std::net::TcpStream::connect(addr).expect("connect"))
         } else {
             panic!("unknown endpoint {endpoint}")
@@ -184,6 +187,15 @@ macro_rules! conformance {
                     .and_then(|i| i.endpoint)
                     .expect("endpoint");
                 let before = calc.calls().await.expect("calls");
+                if $transport == TransportKind::Http {
+                    let request = b"POST /call/add HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer not-the-token\r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n[1,1]".to_vec();
+                    let answer = send_raw(&endpoint, request).await;
+                    let answer = String::from_utf8_lossy(&answer);
+                    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+                    assert_eq!(calc.calls().await.expect("calls"), before);
+                    pm.shutdown().await.expect("shutdown");
+                    return;
+                }
                 // Blocking I/O off the runtime: an in-process instance serves on this runtime.
                 let answer = tokio::task::spawn_blocking(move || {
                     let mut raw = Raw::connect(&endpoint);
@@ -220,6 +232,9 @@ conformance!(worker_tcp, Isolation::Worker, TransportKind::Tcp);
 conformance!(none_ipc, Isolation::None, TransportKind::Ipc);
 conformance!(none_unix, Isolation::None, TransportKind::Unix);
 conformance!(none_tcp, Isolation::None, TransportKind::Tcp);
+conformance!(child_http, Isolation::Child, TransportKind::Http);
+conformance!(worker_http, Isolation::Worker, TransportKind::Http);
+conformance!(none_http, Isolation::None, TransportKind::Http);
 
 async fn rss(pm: &ProcessManager, id: ProcessId) -> u64 {
     pm.get_metrics(id).await.expect("metrics").memory
@@ -252,10 +267,17 @@ macro_rules! hostile_clients {
                     .expect("endpoint");
                 let before = rss(&pm, calc.id()).await;
 
-                // Plain garbage (an HTTP request line reads as a ~1.2 GB length prefix).
+                let http = $transport == TransportKind::Http;
+                // Plain garbage (an HTTP request line reads as a ~1.2 GB length prefix; to an
+                // http process it is a request without a token).
                 let answer =
                     send_raw(&endpoint, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()).await;
-                assert!(answer.is_empty(), "garbage got an answer: {answer:?}");
+                if http {
+                    let answer = String::from_utf8_lossy(&answer);
+                    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+                } else {
+                    assert!(answer.is_empty(), "garbage got an answer: {answer:?}");
+                }
 
                 // A 4 GiB length prefix: refused before any allocation of that size.
                 let mut huge = Vec::new();
@@ -265,7 +287,16 @@ macro_rules! hostile_clients {
                 huge.extend_from_slice(&[0u8; 4096]);
                 for _ in 0..5 {
                     let answer = send_raw(&endpoint, huge.clone()).await;
-                    assert!(answer.is_empty(), "a huge prefix got an answer: {answer:?}");
+                    if http {
+                        // Not HTTP at all: refused with a 400 or a plain close.
+                        let answer = String::from_utf8_lossy(&answer);
+                        assert!(
+                            answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+                            "{answer}"
+                        );
+                    } else {
+                        assert!(answer.is_empty(), "a huge prefix got an answer: {answer:?}");
+                    }
                 }
 
                 // A well-framed hello whose MessagePack is malformed.
@@ -275,8 +306,10 @@ macro_rules! hostile_clients {
                 malformed.extend_from_slice(&0u64.to_be_bytes());
                 malformed.push(0xc1); // a byte MessagePack never uses
                 let answer = send_raw(&endpoint, malformed).await;
-                assert_eq!(answer.get(4).copied(), Some(FrameKind::Reject as u8));
-                assert!(String::from_utf8_lossy(&answer).contains("malformed hello"));
+                if !http {
+                    assert_eq!(answer.get(4).copied(), Some(FrameKind::Reject as u8));
+                    assert!(String::from_utf8_lossy(&answer).contains("malformed hello"));
+                }
 
                 // The process is unharmed and did not grow.
                 assert_eq!(calc.add(20, 22).await.expect("still serving"), 42);
@@ -293,6 +326,7 @@ macro_rules! hostile_clients {
 
 hostile_clients!(hostile_unix, TransportKind::Unix);
 hostile_clients!(hostile_tcp, TransportKind::Tcp);
+hostile_clients!(hostile_http, TransportKind::Http);
 
 #[tokio::test]
 async fn the_unix_socket_lives_in_a_private_directory_and_is_gone_after_stop() {
@@ -321,9 +355,14 @@ async fn the_unix_socket_lives_in_a_private_directory_and_is_gone_after_stop() {
 }
 
 #[tokio::test]
-async fn tcp_listens_on_loopback_by_default() {
-    for isolation in [Isolation::Child, Isolation::Worker] {
-        let pm = manager(isolation, TransportKind::Tcp);
+async fn tcp_and_http_listen_on_loopback_by_default() {
+    for (isolation, transport) in [
+        (Isolation::Child, TransportKind::Tcp),
+        (Isolation::Worker, TransportKind::Tcp),
+        (Isolation::Child, TransportKind::Http),
+        (Isolation::Worker, TransportKind::Http),
+    ] {
+        let pm = manager(isolation, transport);
         let calc = spawn(&pm).await;
         let endpoint = pm
             .info(calc.id())
@@ -331,7 +370,8 @@ async fn tcp_listens_on_loopback_by_default() {
             .expect("endpoint");
         let addr: std::net::SocketAddr = endpoint
             .strip_prefix("tcp:")
-            .expect("tcp")
+            .or_else(|| endpoint.strip_prefix("http://"))
+            .expect("tcp or http")
             .parse()
             .expect("address");
         assert!(addr.ip().is_loopback(), "{addr}");

@@ -52,16 +52,82 @@ pub(crate) async fn serve<P: Process>(conn: Connection, opts: ServeOptions) -> S
 /// Serves connections accepted from `listener`, all sharing one instance. Ends when the
 /// connection that built the instance (the manager's) ends, with that connection's end.
 /// Connections that fail the handshake are refused and logged; the listener goes on.
+/// Where a listening process gets its connections from.
+enum Accepting {
+    Socket(pm_transport::Listener),
+    Http(tokio::sync::mpsc::Receiver<Connection>),
+}
+
+impl Accepting {
+    async fn next(&mut self, max_frame: usize) -> std::io::Result<Connection> {
+        match self {
+            Accepting::Socket(listener) => listener.accept(max_frame).await,
+            Accepting::Http(incoming) => match incoming.recv().await {
+                Some(conn) => Ok(conn),
+                None => std::future::pending().await,
+            },
+        }
+    }
+}
+
+/// Serves connections accepted from `listener` (a unix or tcp socket; with `http`, a tcp
+/// socket speaking HTTP and WebSocket), all sharing one instance. Ends when the connection
+/// that built the instance (the manager's) ends, with that connection's end. Connections that
+/// fail the handshake are refused and logged; the listener goes on.
 pub(crate) async fn serve_listener<P: Process>(
-    listener: pm_transport::Listener,
+    listener: pm_transport::StdListener,
+    http: bool,
     opts: ServeOptions,
 ) -> ServeEnd {
     let instance: SharedInstance<P> = Arc::new(tokio::sync::OnceCell::new());
+    let mut http_server = None;
+    let accepting = if http {
+        let pm_transport::StdListener::Tcp(std_listener) = listener else {
+            return ServeEnd::Refused("http needs a tcp listener".into());
+        };
+        let tcp = std_listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(std_listener));
+        let tcp = match tcp {
+            Ok(tcp) => tcp,
+            Err(err) => return ServeEnd::Refused(format!("cannot listen: {err}")),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let api = Arc::new(crate::http_api::ProcessApi::<P>::new(
+            instance.clone(),
+            opts.max_frame,
+        ));
+        http_server = Some(tokio::spawn(pm_transport::serve_http(
+            tcp,
+            opts.token.as_str().to_owned(),
+            opts.max_frame,
+            api,
+            tx,
+        )));
+        Accepting::Http(rx)
+    } else {
+        match pm_transport::Listener::from_std(listener) {
+            Ok(listener) => Accepting::Socket(listener),
+            Err(err) => return ServeEnd::Refused(format!("cannot listen: {err}")),
+        }
+    };
+    let end = accept_loop::<P>(accepting, opts, instance).await;
+    if let Some(server) = http_server {
+        server.abort();
+    }
+    end
+}
+
+async fn accept_loop<P: Process>(
+    mut accepting: Accepting,
+    opts: ServeOptions,
+    instance: SharedInstance<P>,
+) -> ServeEnd {
     let (primary_tx, mut primary_rx) = tokio::sync::mpsc::channel::<ServeEnd>(1);
     let mut connections = tokio::task::JoinSet::new();
     let end = loop {
         tokio::select! {
-            accepted = listener.accept(opts.max_frame) => match accepted {
+            accepted = accepting.next(opts.max_frame) => match accepted {
                 Ok(conn) => {
                     let (opts, instance, primary_tx) = (opts.clone(), instance.clone(), primary_tx.clone());
                     connections.spawn(async move {

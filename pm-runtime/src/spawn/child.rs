@@ -70,9 +70,10 @@ impl Inherit {
     fn role(&self) -> SocketRole {
         match self {
             Inherit::Pair { .. } => SocketRole::Connected,
-            Inherit::Listener(bound) => match bound.listener {
-                pm_transport::StdListener::Unix(_) => SocketRole::UnixListener,
-                pm_transport::StdListener::Tcp(_) => SocketRole::TcpListener,
+            Inherit::Listener(bound) => match (&bound.listener, &bound.address) {
+                (pm_transport::StdListener::Unix(_), _) => SocketRole::UnixListener,
+                (_, pm_transport::Address::Http(_)) => SocketRole::HttpListener,
+                (pm_transport::StdListener::Tcp(_), _) => SocketRole::TcpListener,
             },
         }
     }

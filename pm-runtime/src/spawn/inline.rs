@@ -3,7 +3,7 @@
 use tokio::sync::watch;
 
 use crate::process::Process;
-use crate::rpc::server::{serve, serve_listener, ServeEnd};
+use crate::rpc::server::{serve, serve_listener};
 use crate::spawn::{Bound, Control, Exit, LaunchSpec, Launched, Reach};
 
 pub(crate) fn launch<P: Process>(spec: &LaunchSpec, bound: Option<Bound>) -> Launched {
@@ -23,11 +23,9 @@ pub(crate) fn launch<P: Process>(spec: &LaunchSpec, bound: Option<Bound>) -> Lau
             address,
             dir,
         }) => {
+            let http = matches!(address, pm_transport::Address::Http(_));
             let task = tokio::spawn(async move {
-                let end = match pm_transport::Listener::from_std(listener) {
-                    Ok(listener) => serve_listener::<P>(listener, opts).await,
-                    Err(err) => ServeEnd::Refused(format!("cannot listen: {err}")),
-                };
+                let end = serve_listener::<P>(listener, http, opts).await;
                 exit_tx.send_replace(Some(Exit::from_serve_end("in-process instance", &end)));
             });
             (Reach::Listening(address), dir, task)

@@ -145,9 +145,18 @@ pub(crate) fn bind(spec: &LaunchSpec) -> Result<Option<Bound>, Error> {
                 dir: None,
             }))
         }
-        TransportKind::Http => Err(Error::Config(
-            "transport Http is not available in this build; use Ipc, Unix or Tcp".into(),
-        )),
+        TransportKind::Http => {
+            let listener = std::net::TcpListener::bind((spec.bind_address, 0))
+                .map_err(|err| failed("bind a tcp socket for http", err))?;
+            let address = listener
+                .local_addr()
+                .map_err(|err| failed("read the http socket's address", err))?;
+            Ok(Some(Bound {
+                listener: StdListener::Tcp(listener),
+                address: Address::Http(address),
+                dir: None,
+            }))
+        }
     }
 }
 

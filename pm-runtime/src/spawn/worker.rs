@@ -10,10 +10,10 @@ use crate::catch::panic_message;
 /// What the worker serves.
 enum ServeOn {
     Channel(pm_transport::Connection),
-    Listener(pm_transport::StdListener),
+    Listener(pm_transport::StdListener, bool),
 }
 use crate::process::Process;
-use crate::rpc::server::{serve, serve_listener, ServeEnd};
+use crate::rpc::server::{serve, serve_listener};
 use crate::spawn::{Bound, Control, Exit, LaunchSpec, Launched, Reach};
 
 pub(crate) fn launch<P: Process>(
@@ -33,7 +33,14 @@ pub(crate) fn launch<P: Process>(
             listener,
             address,
             dir,
-        }) => (Reach::Listening(address), dir, ServeOn::Listener(listener)),
+        }) => {
+            let http = matches!(address, pm_transport::Address::Http(_));
+            (
+                Reach::Listening(address),
+                dir,
+                ServeOn::Listener(listener, http),
+            )
+        }
     };
     let (exit_tx, exit) = watch::channel(None);
     let opts = spec.serve_options();
@@ -48,11 +55,8 @@ pub(crate) fn launch<P: Process>(
                 let end = runtime.block_on(async move {
                     match serve_on {
                         ServeOn::Channel(conn) => serve::<P>(conn, opts).await,
-                        ServeOn::Listener(listener) => {
-                            match pm_transport::Listener::from_std(listener) {
-                                Ok(listener) => serve_listener::<P>(listener, opts).await,
-                                Err(err) => ServeEnd::Refused(format!("cannot listen: {err}")),
-                            }
+                        ServeOn::Listener(listener, http) => {
+                            serve_listener::<P>(listener, http, opts).await
                         }
                     }
                 });

@@ -1,0 +1,105 @@
+//! The JSON side of the HTTP transport: `POST /call/{method}` and `GET /health`, for people
+//! and non-Rust clients.
+//!
+//! A JSON array of arguments is transcoded to MessagePack and dispatched through the same
+//! table as every other call; the MessagePack reply is transcoded back to JSON. Structs
+//! travel as arrays in MessagePack, so they come back as JSON arrays; JSON objects are
+//! accepted as arguments for struct parameters.
+
+use std::panic::AssertUnwindSafe;
+
+use bytes::Bytes;
+use pm_core::wire::HEADER_LEN;
+use pm_core::{RemoteError, RemoteErrorKind};
+use pm_transport::{HttpApi, HttpError};
+
+use crate::catch::{panic_message, CatchUnwind};
+use crate::process::{BoxFuture, Process, ReplyTo};
+use crate::rpc::server::SharedInstance;
+
+/// Serves one process type's JSON endpoints over its shared instance.
+pub(crate) struct ProcessApi<P: Process> {
+    instance: SharedInstance<P>,
+    max_frame: usize,
+}
+
+impl<P: Process> ProcessApi<P> {
+    pub(crate) fn new(instance: SharedInstance<P>, max_frame: usize) -> Self {
+        Self {
+            instance,
+            max_frame,
+        }
+    }
+}
+
+fn status_of(error: &RemoteError) -> u16 {
+    match error.kind {
+        RemoteErrorKind::UnknownMethod => 404,
+        RemoteErrorKind::InvalidArguments => 400,
+        RemoteErrorKind::TooLarge => 413,
+        RemoteErrorKind::Application => 422,
+        RemoteErrorKind::DeadlineExceeded => 504,
+        RemoteErrorKind::ShuttingDown | RemoteErrorKind::InitFailed => 503,
+        RemoteErrorKind::Panic | RemoteErrorKind::Cancelled | RemoteErrorKind::Internal => 500,
+    }
+}
+
+impl<P: Process> HttpApi for ProcessApi<P> {
+    fn call(
+        &self,
+        method: String,
+        args: serde_json::Value,
+    ) -> BoxFuture<'_, Result<serde_json::Value, HttpError>> {
+        Box::pin(async move {
+            let cell = self
+                .instance
+                .get()
+                .ok_or_else(|| HttpError::new(503, "the process has not been initialised yet"))?;
+            if method.starts_with('$') {
+                return Err(HttpError::new(404, format!("no method `{method}`")));
+            }
+            let args = rmp_serde::to_vec(&args)
+                .map_err(|err| HttpError::new(400, format!("arguments: {err}")))?;
+            let reply = ReplyTo {
+                id: 0,
+                max_frame: self.max_frame,
+            };
+            let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                P::__dispatch(cell, &method, Bytes::from(args), reply)
+            }));
+            let future = match started {
+                Ok(Some(future)) => future,
+                Ok(None) => {
+                    return Err(HttpError::new(
+                        404,
+                        format!("process `{}` has no method `{method}`", P::NAME),
+                    ))
+                }
+                Err(panic) => return Err(HttpError::new(500, panic_message(panic.as_ref()))),
+            };
+            match CatchUnwind(future).await {
+                Ok(Ok(frame)) => {
+                    rmp_serde::from_slice(&frame.wire()[HEADER_LEN..]).map_err(|err| {
+                        HttpError::new(500, format!("the reply is not JSON-able: {err}"))
+                    })
+                }
+                Ok(Err(error)) => Err(HttpError::new(status_of(&error), error.message)),
+                Err(panic) => Err(HttpError::new(500, panic)),
+            }
+        })
+    }
+
+    fn health(&self) -> BoxFuture<'_, serde_json::Value> {
+        Box::pin(async move {
+            let status = match self.instance.get() {
+                Some(cell) => P::__health(cell).await,
+                None => pm_core::HealthStatus::degraded().with_check(
+                    "init",
+                    pm_core::CheckStatus::Warn,
+                    Some("not initialised yet".into()),
+                ),
+            };
+            serde_json::to_value(&status).unwrap_or(serde_json::Value::Null)
+        })
+    }
+}
