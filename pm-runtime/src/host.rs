@@ -5,9 +5,176 @@ use std::os::fd::FromRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use pm_core::Error;
+
 use crate::bootstrap::{Bootstrap, BootstrapError, SocketRole, BOOTSTRAP_ENV};
 use crate::process::Process;
 use crate::rpc::server::{serve, serve_listener, ServeEnd, ServeOptions};
+
+/// The environment variable that makes a process binary host itself standalone: the address
+/// to listen on (`unix:/path`, `tcp:ip:port` or `http://ip:port`).
+pub const LISTEN_ENV: &str = "TITAN_PM_LISTEN";
+/// The token clients must present to a standalone process (at least 16 characters).
+pub const TOKEN_ENV: &str = "TITAN_PM_TOKEN";
+/// Optional: the dependencies of a standalone process's `init`, as JSON.
+pub const DEPENDENCIES_ENV: &str = "TITAN_PM_DEPENDENCIES";
+
+/// The shortest token a standalone host accepts.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// Options of a standalone host (see [`host`]).
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// Where to listen: `unix:/path`, `tcp:ip:port` or `http://ip:port`.
+    pub address: String,
+    /// The token every connection must present (at least 16 characters).
+    pub token: String,
+    /// Frame size and in-flight bounds.
+    pub limits: pm_core::Limits,
+    /// How long shutdown hooks may take after SIGTERM or Ctrl-C. Default: 5 s.
+    pub grace_period: Duration,
+    dependencies: Option<Result<bytes::Bytes, String>>,
+}
+
+impl HostOptions {
+    /// Options for listening at `address` with `token`, default limits, no dependencies.
+    pub fn new(address: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            token: token.into(),
+            limits: pm_core::Limits::default(),
+            grace_period: Duration::from_secs(5),
+            dependencies: None,
+        }
+    }
+
+    /// The value handed to the process's `init` (encoded now; an encoding failure surfaces
+    /// when hosting starts).
+    pub fn dependencies<T: serde::Serialize>(mut self, dependencies: T) -> Self {
+        self.dependencies = Some(
+            rmp_serde::to_vec(&dependencies)
+                .map(bytes::Bytes::from)
+                .map_err(|err| err.to_string()),
+        );
+        self
+    }
+
+    /// Reads [`LISTEN_ENV`], [`TOKEN_ENV`] and [`DEPENDENCIES_ENV`]; `None` when
+    /// `TITAN_PM_LISTEN` is not set.
+    pub fn from_env() -> Option<Result<Self, Error>> {
+        let address = std::env::var(LISTEN_ENV).ok()?;
+        let Ok(token) = std::env::var(TOKEN_ENV) else {
+            return Some(Err(Error::Config(format!(
+                "{LISTEN_ENV} is set but {TOKEN_ENV} is not: a standalone process never serves                  without a token"
+            ))));
+        };
+        let mut options = Self::new(address, token);
+        if let Ok(json) = std::env::var(DEPENDENCIES_ENV) {
+            match serde_json::from_str::<serde_json::Value>(&json) {
+                Ok(value) => options = options.dependencies(value),
+                Err(err) => {
+                    return Some(Err(Error::Config(format!(
+                        "{DEPENDENCIES_ENV} is not JSON: {err}"
+                    ))))
+                }
+            }
+        }
+        Some(Ok(options))
+    }
+}
+
+/// Hosts process type `P` standalone at `options.address` until SIGTERM or Ctrl-C, then runs
+/// its `#[on_shutdown]` hooks and returns. Managers attach with
+/// [`ProcessManager::connect`](crate::ProcessManager::connect); over `http://`, people and
+/// other languages can also `POST /call/{method}` a JSON array and `GET /health`.
+///
+/// This is how a process runs under an orchestrator (Kubernetes, Nomad, systemd): the
+/// orchestrator starts and restarts the binary with `TITAN_PM_LISTEN` and `TITAN_PM_TOKEN`
+/// set (the token from a secret), and `process_main!` calls this function.
+///
+/// # Errors
+/// [`Error::Config`] for a bad address or a token shorter than 16 characters;
+/// [`Error::Spawn`] when `init` fails or the address cannot be bound.
+pub async fn host<P: Process>(options: HostOptions) -> Result<(), Error> {
+    if options.token.len() < MIN_TOKEN_LEN {
+        return Err(Error::Config(format!(
+            "the token must be at least {MIN_TOKEN_LEN} characters long"
+        )));
+    }
+    let address = pm_transport::Address::parse(&options.address).map_err(Error::Config)?;
+    let spawn_error = |reason: String| Error::Spawn {
+        process: P::NAME.to_owned(),
+        reason,
+    };
+    let dependencies = match options.dependencies {
+        None => bytes::Bytes::from_static(&[0xc0]),
+        Some(Ok(bytes)) => bytes,
+        Some(Err(err)) => return Err(spawn_error(format!("dependencies: {err}"))),
+    };
+    let cell = crate::rpc::server::build_instance::<P>(dependencies)
+        .await
+        .map_err(|err| spawn_error(format!("init failed: {err}")))?;
+    let (listener, http, socket_path) = match &address {
+        pm_transport::Address::Unix(path) => {
+            let listener = std::os::unix::net::UnixListener::bind(path)
+                .map_err(|err| spawn_error(format!("cannot bind {address}: {err}")))?;
+            (
+                pm_transport::StdListener::Unix(listener),
+                false,
+                Some(path.clone()),
+            )
+        }
+        pm_transport::Address::Tcp(addr) | pm_transport::Address::Http(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .map_err(|err| spawn_error(format!("cannot bind {address}: {err}")))?;
+            let http = matches!(address, pm_transport::Address::Http(_));
+            (pm_transport::StdListener::Tcp(listener), http, None)
+        }
+    };
+    tracing::info!(process = P::NAME, version = P::VERSION, %address, "hosting standalone");
+    let instance: crate::rpc::server::SharedInstance<P> =
+        std::sync::Arc::new(tokio::sync::OnceCell::new_with(Some(cell.clone())));
+    let opts = ServeOptions {
+        token: crate::token::Token::from_string(options.token),
+        max_frame: options.limits.max_frame_size,
+        max_in_flight: options.limits.max_in_flight.max(1),
+    };
+    tokio::select! {
+        end = crate::rpc::server::serve_listener_with::<P>(listener, http, opts, instance) => {
+            tracing::warn!(process = P::NAME, ?end, "stopped serving");
+        }
+        () = shutdown_signal() => {
+            tracing::info!(process = P::NAME, "shutting down on signal");
+        }
+    }
+    let hooks = crate::rpc::server::run_hooks(P::__shutdown(&cell));
+    if tokio::time::timeout(options.grace_period, hooks)
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            process = P::NAME,
+            "on_shutdown hooks did not finish within the grace period"
+        );
+    }
+    if let Some(path) = socket_path {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
 
 /// Reads the bootstrap and removes it from the environment.
 fn take_bootstrap() -> Result<Bootstrap, BootstrapError> {
@@ -48,6 +215,11 @@ fn check_socket(fd: i32) -> Result<(), BootstrapError> {
 /// Exit codes: 0 after a shutdown or when the manager went away, 1 when the handshake or
 /// `init` failed, 2 when the binary was not started by a manager.
 pub fn run_process_main<P: Process>() -> ExitCode {
+    if std::env::var_os(BOOTSTRAP_ENV).is_none() {
+        if let Some(options) = HostOptions::from_env() {
+            return run_standalone::<P>(options);
+        }
+    }
     let bootstrap = match take_bootstrap().and_then(|b| check_socket(b.fd).map(|()| b)) {
         Ok(bootstrap) => bootstrap,
         Err(err) => {
@@ -119,6 +291,29 @@ pub fn run_process_main<P: Process>() -> ExitCode {
         ServeEnd::Shutdown | ServeEnd::Disconnected => ExitCode::SUCCESS,
         ServeEnd::Refused(reason) => {
             let _ = writeln!(std::io::stderr(), "{}: {reason}", P::NAME);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_standalone<P: Process>(options: Result<HostOptions, Error>) -> ExitCode {
+    let outcome = options.and_then(|options| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name(format!("pm-{}", P::NAME))
+            .build()
+            .map_err(|err| Error::Spawn {
+                process: P::NAME.to_owned(),
+                reason: format!("cannot start a runtime: {err}"),
+            })?;
+        let result = runtime.block_on(host::<P>(options));
+        runtime.shutdown_timeout(Duration::from_millis(500));
+        result
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "{}: {err}", P::NAME);
             ExitCode::from(1)
         }
     }

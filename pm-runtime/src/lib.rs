@@ -55,7 +55,7 @@ mod bootstrap;
 mod caller;
 mod catch;
 mod events;
-mod host;
+pub mod host;
 mod http_api;
 mod managed;
 mod manager;
@@ -78,6 +78,7 @@ pub mod __private {
 
 pub use caller::{Caller, Invoke};
 pub use events::ProcessEvent;
+pub use host::HostOptions;
 pub use manager::{ProcessHandle, ProcessManager};
 pub use options::SpawnOptions;
 pub use pm_core::{

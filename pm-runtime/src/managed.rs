@@ -177,8 +177,12 @@ impl Managed {
         }
     }
 
-    /// The pid of the OS process hosting the current incarnation.
-    pub(crate) fn pid(&self) -> Option<u32> {
+    /// The pid of the OS process hosting the current incarnation, when it runs on this
+    /// machine (an attached process's pid belongs to another host).
+    pub(crate) fn local_pid(&self) -> Option<u32> {
+        if self.spec.attach_to.is_some() {
+            return None;
+        }
         lock(&self.status).pid
     }
 
@@ -301,7 +305,8 @@ impl Managed {
             id: self.id,
             pid: greeting.pid,
         });
-        let child_pid = (self.spec.isolation == Isolation::Child).then_some(greeting.pid);
+        let child_pid = (self.spec.isolation == Isolation::Child && self.spec.attach_to.is_none())
+            .then_some(greeting.pid);
         tokio::spawn(self.clone().monitor(Arc::downgrade(&rpc), child_pid));
         tokio::spawn(self.clone().supervise(exit, rpc));
         Ok(())
@@ -550,8 +555,13 @@ impl Managed {
             ..
         }) = slot.take()
         {
-            let asked = tokio::time::timeout(grace + SHUTDOWN_SLACK, rpc.shutdown(grace)).await;
-            let answered = matches!(asked, Ok(Ok(())));
+            // An attached process belongs to its orchestrator: detach, do not shut it down.
+            let answered = if self.spec.attach_to.is_some() {
+                true
+            } else {
+                let asked = tokio::time::timeout(grace + SHUTDOWN_SLACK, rpc.shutdown(grace)).await;
+                matches!(asked, Ok(Ok(())))
+            };
             if !answered {
                 tracing::warn!(process = %self.name, id = %self.id, "no answer to the shutdown request within the grace period");
             }
@@ -663,6 +673,8 @@ async fn end_incarnation(control: Control, exit: &mut ExitReceiver, patience: Du
                 task.abort();
             }
         }
+        // Hosted elsewhere: dropping the connection is all there is to do.
+        Control::Attached { .. } => {}
     }
 }
 

@@ -111,7 +111,41 @@ impl ProcessManager {
         binary: impl AsRef<Path>,
         options: SpawnOptions,
     ) -> Result<ProcessHandle<P>, Error> {
-        let managed = self.start::<P>(binary.as_ref(), options).await?;
+        let managed = self.start::<P>(binary.as_ref(), options, None).await?;
+        Ok(ProcessHandle {
+            id: managed.id,
+            client: P::Client::__from_caller(Caller::new(managed)),
+            _process: PhantomData,
+        })
+    }
+
+    /// Attaches to a process hosted elsewhere (see [`host`](crate::host)): `address` is
+    /// `unix:/path`, `tcp:ip:port` or `http://ip:port`, `token` the token it was started
+    /// with. The handshake checks name, version and method table as for `spawn`.
+    ///
+    /// The manager supervises the connection, not the process: a lost connection is
+    /// re-established with the restart policy's backoff (calls wait for it up to their
+    /// deadline), `stop` and `shutdown` detach without shutting the process down, and
+    /// metrics report calls but no CPU or memory (the process may be on another host).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unparsable address; [`Error::Spawn`] when the connection or
+    /// handshake fails (a wrong token included); [`Error::VersionMismatch`] as for `spawn`.
+    pub async fn connect<P: Process>(
+        &self,
+        address: &str,
+        token: &str,
+        options: SpawnOptions,
+    ) -> Result<ProcessHandle<P>, Error> {
+        let address = pm_transport::Address::parse(address).map_err(Error::Config)?;
+        let transport = match address {
+            pm_transport::Address::Unix(_) => pm_core::TransportKind::Unix,
+            pm_transport::Address::Tcp(_) => pm_core::TransportKind::Tcp,
+            pm_transport::Address::Http(_) => pm_core::TransportKind::Http,
+        };
+        let options = options.transport(transport);
+        let attach = Some((address, Token::from_string(token.to_owned())));
+        let managed = self.start::<P>(Path::new(""), options, attach).await?;
         Ok(ProcessHandle {
             id: managed.id,
             client: P::Client::__from_caller(Caller::new(managed)),
@@ -123,6 +157,7 @@ impl ProcessManager {
         &self,
         binary: &Path,
         options: SpawnOptions,
+        attach: Option<(pm_transport::Address, Token)>,
     ) -> Result<Arc<Managed>, Error> {
         let config = &self.inner.config;
         crate::supervisor::validate(&config.restart_policy)?;
@@ -149,10 +184,16 @@ impl ProcessManager {
                 })
             }
         };
-        let token = Token::generate().map_err(|err| Error::Spawn {
-            process: name.clone(),
-            reason: format!("could not read the OS random source for a token: {err}"),
-        })?;
+        let (attach_to, token) = match attach {
+            Some((address, token)) => (Some(address), token),
+            None => {
+                let token = Token::generate().map_err(|err| Error::Spawn {
+                    process: name.clone(),
+                    reason: format!("could not read the OS random source for a token: {err}"),
+                })?;
+                (None, token)
+            }
+        };
         let id = ProcessId::from_raw(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let managed = Managed::new(ManagedSpec {
             id,
@@ -165,6 +206,7 @@ impl ProcessManager {
                 token,
                 transport,
                 bind_address: config.bind_address,
+                attach_to,
             },
             launcher: launch::<P>,
             dependencies,
@@ -218,7 +260,7 @@ impl ProcessManager {
     pub async fn get_metrics(&self, id: ProcessId) -> Result<ProcessMetrics, Error> {
         let managed = self.find(id)?;
         let (cpu, memory) = managed
-            .pid()
+            .local_pid()
             .and_then(|pid| managed.sampler.sample(pid))
             .unwrap_or((0.0, 0));
         Ok(ProcessMetrics {

@@ -79,7 +79,17 @@ pub(crate) async fn serve_listener<P: Process>(
     http: bool,
     opts: ServeOptions,
 ) -> ServeEnd {
-    let instance: SharedInstance<P> = Arc::new(tokio::sync::OnceCell::new());
+    serve_listener_with::<P>(listener, http, opts, Arc::new(tokio::sync::OnceCell::new())).await
+}
+
+/// [`serve_listener`] over an instance that may already be built (standalone hosting builds
+/// it before listening, so no connection is primary and serving goes on until cancelled).
+pub(crate) async fn serve_listener_with<P: Process>(
+    listener: pm_transport::StdListener,
+    http: bool,
+    opts: ServeOptions,
+    instance: SharedInstance<P>,
+) -> ServeEnd {
     let mut http_server = None;
     let accepting = if http {
         let pm_transport::StdListener::Tcp(std_listener) = listener else {
@@ -290,7 +300,9 @@ async fn accept<P: Process>(
 }
 
 /// Runs `P`'s `init` (or `Default`) on the dependencies, turning a panic into an error.
-async fn build_instance<P: Process>(dependencies: bytes::Bytes) -> Result<ProcessCell<P>, String> {
+pub(crate) async fn build_instance<P: Process>(
+    dependencies: bytes::Bytes,
+) -> Result<ProcessCell<P>, String> {
     let started = std::panic::catch_unwind(AssertUnwindSafe(|| P::__init(dependencies)));
     let result = match started {
         Ok(fut) => CatchUnwind(fut)
@@ -528,7 +540,7 @@ impl<P: Process> CallLoop<P> {
 }
 
 /// Runs shutdown hooks concurrently, so one that hangs or panics cannot hold up the others.
-async fn run_hooks(hooks: Vec<crate::process::BoxFuture<'static, ()>>) {
+pub(crate) async fn run_hooks(hooks: Vec<crate::process::BoxFuture<'static, ()>>) {
     let tasks: Vec<_> = hooks
         .into_iter()
         .map(|hook| tokio::spawn(CatchUnwind(hook)))

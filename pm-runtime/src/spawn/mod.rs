@@ -25,6 +25,8 @@ pub(crate) struct LaunchSpec {
     pub(crate) token: Token,
     pub(crate) transport: TransportKind,
     pub(crate) bind_address: IpAddr,
+    /// Set for a process hosted elsewhere that the manager attaches to instead of starting.
+    pub(crate) attach_to: Option<Address>,
 }
 
 impl LaunchSpec {
@@ -87,6 +89,9 @@ pub(crate) enum Control {
     },
     /// A task on the caller's runtime.
     Inline { task: tokio::task::AbortHandle },
+    /// A process hosted elsewhere: the manager only holds a connection to it. The sender
+    /// keeps the exit watch open (an attached process never reports an exit).
+    Attached { _exit: watch::Sender<Option<Exit>> },
 }
 
 /// How the manager reaches a started incarnation.
@@ -174,6 +179,15 @@ pub(crate) struct Launched {
 
 /// Starts one incarnation of `P` under the spec's isolation.
 pub(crate) fn launch<P: Process>(spec: &LaunchSpec) -> Result<Launched, Error> {
+    if let Some(address) = &spec.attach_to {
+        let (exit_tx, exit) = watch::channel(None);
+        return Ok(Launched {
+            reach: Reach::Listening(address.clone()),
+            dir: None,
+            exit,
+            control: Control::Attached { _exit: exit_tx },
+        });
+    }
     let bound = bind(spec)?;
     match spec.isolation {
         Isolation::Child => child::launch(spec, bound),
