@@ -58,6 +58,7 @@ pub struct FrameReceiver {
 #[derive(Debug)]
 enum ReceiverInner {
     Channel(mpsc::UnboundedReceiver<Frame>),
+    Bounded(mpsc::Receiver<Frame>),
     Stream(FrameReader),
 }
 
@@ -65,6 +66,12 @@ impl FrameReceiver {
     pub(crate) fn channel(rx: mpsc::UnboundedReceiver<Frame>) -> Self {
         Self {
             inner: ReceiverInner::Channel(rx),
+        }
+    }
+
+    pub(crate) fn bounded(rx: mpsc::Receiver<Frame>) -> Self {
+        Self {
+            inner: ReceiverInner::Bounded(rx),
         }
     }
 
@@ -79,6 +86,7 @@ impl FrameReceiver {
     pub async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
         match &mut self.inner {
             ReceiverInner::Channel(rx) => rx.recv().await.map(|frame| Ok(Incoming::Frame(frame))),
+            ReceiverInner::Bounded(rx) => rx.recv().await.map(|frame| Ok(Incoming::Frame(frame))),
             ReceiverInner::Stream(reader) => reader.next().await,
         }
     }

@@ -161,6 +161,8 @@ pub struct Lifecycle {
     aborted: std::sync::atomic::AtomicU64,
     hoard: std::sync::Mutex<Vec<Vec<u8>>>,
     sick: std::sync::atomic::AtomicBool,
+    running: std::sync::atomic::AtomicU64,
+    most_running: std::sync::atomic::AtomicU64,
 }
 
 #[process(name = "lifecycle", version = "1.0.0")]
@@ -175,6 +177,17 @@ impl Lifecycle {
         tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
         guard.finished = true;
         millis
+    }
+
+    /// Sleeps `millis` and returns the most calls ever seen running at once in this process.
+    #[public]
+    pub async fn probe(&self, millis: u64) -> u64 {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most_running.fetch_max(now, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        self.running.fetch_sub(1, SeqCst);
+        self.most_running.load(SeqCst)
     }
 
     /// How many calls were aborted.

@@ -397,3 +397,47 @@ async fn the_tcp_bind_address_is_configurable() {
     assert_eq!(calc.add(1, 1).await.expect("add"), 2);
     pm.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn calls_in_flight_per_connection_are_bounded_by_max_in_flight() {
+    for (isolation, transport) in [
+        (Isolation::Child, TransportKind::Ipc),
+        (Isolation::Worker, TransportKind::Tcp),
+        (Isolation::Child, TransportKind::Http),
+    ] {
+        let pm = ProcessManager::new(ProcessManagerConfig {
+            isolation,
+            transport,
+            limits: Limits {
+                max_in_flight: 4,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let handle = pm
+            .spawn::<pm_tests::Lifecycle>(
+                env!("CARGO_BIN_EXE_test-lifecycle"),
+                SpawnOptions::default(),
+            )
+            .await
+            .expect("spawn");
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..100 {
+            let handle = handle.clone();
+            tasks.spawn(async move { handle.probe(5).await });
+        }
+        let mut most = 0;
+        while let Some(joined) = tasks.join_next().await {
+            most = most.max(joined.expect("task").expect("probe"));
+        }
+        assert!(
+            most <= 4,
+            "{isolation:?}/{transport:?}: {most} calls ran at once"
+        );
+        assert!(
+            most >= 2,
+            "{isolation:?}/{transport:?}: calls did not overlap at all"
+        );
+        pm.shutdown().await.expect("shutdown");
+    }
+}

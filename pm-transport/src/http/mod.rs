@@ -99,6 +99,9 @@ enum ReaderEnd {
     Failed,
 }
 
+/// Frames read ahead of the consumer before the reader stops reading.
+const INCOMING_BUFFER: usize = 64;
+
 /// Wraps an established WebSocket as a frame [`Connection`]: one task turns binary
 /// messages into frames, another writes queued frames as binary messages.
 fn ws_connection<S>(ws: WebSocketStream<S>, max_frame: usize) -> Connection
@@ -106,14 +109,16 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sink, stream) = ws.split();
-    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    // Bounded: a reader that outpaces the consumer waits, so the socket pushes back on the
+    // peer instead of frames piling up in memory.
+    let (in_tx, in_rx) = mpsc::channel(INCOMING_BUFFER);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (end_tx, end_rx) = oneshot::channel();
     tokio::spawn(read_messages(stream, in_tx, max_frame, end_tx));
     let writer = tokio::spawn(write_messages(sink, out_rx, end_rx));
     Connection {
         sender: FrameSender::new(out_tx),
-        receiver: FrameReceiver::channel(in_rx),
+        receiver: FrameReceiver::bounded(in_rx),
         description: DESCRIPTION,
         writer: Some(writer),
     }
@@ -143,7 +148,7 @@ fn refuse(code: CloseCode, reason: &'static str) -> ReaderEnd {
 /// dropped. Dropping `frames` on the way out ends the receiver's stream.
 async fn read_messages<S>(
     mut stream: SplitStream<WebSocketStream<S>>,
-    frames: mpsc::UnboundedSender<Frame>,
+    frames: mpsc::Sender<Frame>,
     max_frame: usize,
     ended: oneshot::Sender<ReaderEnd>,
 ) where
@@ -158,7 +163,7 @@ async fn read_messages<S>(
         match message {
             Some(Ok(Message::Binary(data))) => match frame_from_message(data, max_frame) {
                 Ok(frame) => {
-                    if frames.send(frame).is_err() {
+                    if frames.send(frame).await.is_err() {
                         return;
                     }
                 }
