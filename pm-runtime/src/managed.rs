@@ -345,15 +345,11 @@ impl Managed {
         };
         if clean && self.restart_on == RestartOn::OnFailure {
             tracing::info!(process = %self.name, id = %self.id, %reason, "process exited cleanly; not restarting");
-            let mut status = lock(&self.status);
-            status.state = ProcessState::Stopped {};
-            status.up_since = None;
-            drop(status);
             self.link.send_replace(Link::Gone(Error::Unavailable {
                 process: self.name.clone(),
                 reason: format!("it exited cleanly ({reason})"),
             }));
-            self.emit(ProcessEvent::Stopped { id: self.id });
+            self.mark_stopped();
             return;
         }
         let uptime = lock(&self.status)
@@ -518,6 +514,15 @@ impl Managed {
         }
     }
 
+    /// Records the end of a process that will not be restarted, and announces it.
+    fn mark_stopped(&self) {
+        let mut status = lock(&self.status);
+        status.state = ProcessState::Stopped {};
+        status.up_since = None;
+        drop(status);
+        self.emit(ProcessEvent::Stopped { id: self.id });
+    }
+
     fn fail(&self, reason: String) {
         tracing::error!(process = %self.name, id = %self.id, %reason, "process failed for good");
         self.set_state(ProcessState::Failed {
@@ -575,11 +580,7 @@ impl Managed {
             end_incarnation(control, &mut exit, patience).await;
         }
         drop(slot);
-        let mut status = lock(&self.status);
-        status.state = ProcessState::Stopped {};
-        status.up_since = None;
-        drop(status);
-        self.emit(ProcessEvent::Stopped { id: self.id });
+        self.mark_stopped();
     }
 
     /// Ends the process at once (SIGKILL for a child), without hooks and without restart.
@@ -606,11 +607,7 @@ impl Managed {
             end_incarnation(control, &mut exit, Duration::ZERO).await;
         }
         drop(slot);
-        let mut status = lock(&self.status);
-        status.state = ProcessState::Stopped {};
-        status.up_since = None;
-        drop(status);
-        self.emit(ProcessEvent::Stopped { id: self.id });
+        self.mark_stopped();
     }
 
     /// Best-effort synchronous teardown for when the manager is dropped without `shutdown`.

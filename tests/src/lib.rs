@@ -42,7 +42,8 @@ impl HookRecorder {
             .append(true)
             .open(&self.path)
         {
-            let _ = writeln!(file, "{line} pid={}", std::process::id());
+            // One write per line: hooks run concurrently, and O_APPEND keeps a single write whole.
+            let _ = file.write_all(format!("{line} pid={}\n", std::process::id()).as_bytes());
         }
     }
 }
