@@ -119,12 +119,12 @@ async fn a_child_crashing_slower_than_the_window_keeps_being_restarted() {
         .spawn::<Crasher>(CRASHER, SpawnOptions::default().dependencies(plan(400)))
         .await
         .expect("spawn");
-    let seen = collect_events(&mut events, Duration::from_millis(2600), |_| false).await;
+    let seen = collect_events(&mut events, Duration::from_millis(3500), |_| false).await;
     let restarts = seen
         .iter()
         .filter(|e| matches!(e, ProcessEvent::Restarting { .. }))
         .count();
-    assert!(restarts >= 4, "only {restarts} restarts: {seen:#?}");
+    assert!(restarts >= 3, "only {restarts} restarts: {seen:#?}");
     assert!(
         !seen
             .iter()
