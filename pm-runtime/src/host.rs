@@ -242,7 +242,9 @@ pub fn run_process_main<P: Process>() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let end = runtime.block_on(async move {
+    // Serve from a runtime worker rather than the main thread, so reading, dispatch and
+    // replies stay on the same worker threads instead of hopping to and from `main`.
+    let serving = async move {
         let opts = ServeOptions {
             token: bootstrap.token,
             max_frame: bootstrap.max_frame,
@@ -283,6 +285,12 @@ pub fn run_process_main<P: Process>() -> ExitCode {
                 };
                 serve_listener::<P>(listener, role == SocketRole::HttpListener, opts).await
             }
+        }
+    };
+    let end = runtime.block_on(async move {
+        match tokio::spawn(serving).await {
+            Ok(end) => end,
+            Err(err) => ServeEnd::Refused(format!("the serving task failed: {err}")),
         }
     });
     // Calls still blocking a thread must not keep the process alive.
