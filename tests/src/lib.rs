@@ -242,6 +242,17 @@ impl Lifecycle {
         }
     }
 
+    /// Keeps a core busy for `millis` milliseconds.
+    #[public]
+    pub async fn spin(&self, millis: u64) -> u64 {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(millis);
+        let mut n = 0u64;
+        while std::time::Instant::now() < until {
+            n = n.wrapping_add(1);
+        }
+        n
+    }
+
     /// Makes the health check report unhealthy from now on.
     #[public]
     pub async fn fall_ill(&self) {
@@ -271,5 +282,44 @@ impl Lifecycle {
             hoard.push(block);
         }
         total
+    }
+}
+
+/// A process with one well-behaved shutdown hook between one that panics and one that
+/// hangs, to show neither holds up the others or the stop.
+#[derive(Debug)]
+pub struct UnrulyHooks {
+    path: std::path::PathBuf,
+}
+
+#[process(name = "unruly-hooks", version = "1.0.0")]
+impl UnrulyHooks {
+    /// Takes the file the good hook writes.
+    pub async fn init(path: String) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The pid serving calls.
+    #[public]
+    pub async fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    /// Panics.
+    #[on_shutdown]
+    pub async fn explode(&self) {
+        panic!("a hook that panics");
+    }
+
+    /// Never finishes.
+    #[on_shutdown]
+    pub async fn hang(&self) {
+        std::future::pending::<()>().await;
+    }
+
+    /// Writes the file.
+    #[on_shutdown]
+    pub async fn record(&self) {
+        let _ = std::fs::write(&self.path, format!("recorded pid={}", std::process::id()));
     }
 }

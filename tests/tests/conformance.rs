@@ -441,3 +441,34 @@ async fn calls_in_flight_per_connection_are_bounded_by_max_in_flight() {
         pm.shutdown().await.expect("shutdown");
     }
 }
+
+#[tokio::test]
+async fn the_transport_can_be_chosen_per_spawn() {
+    let pm = manager(Isolation::Worker, TransportKind::Ipc);
+    let over_ipc = spawn(&pm).await;
+    let over_unix = pm
+        .spawn::<Calculator>(
+            CALCULATOR,
+            SpawnOptions::default().transport(TransportKind::Unix),
+        )
+        .await
+        .expect("spawn");
+    let over_tcp = pm
+        .spawn::<Calculator>(
+            CALCULATOR,
+            SpawnOptions::default()
+                .transport(TransportKind::Tcp)
+                .isolation(Isolation::Child),
+        )
+        .await
+        .expect("spawn");
+    let endpoint = |id| pm.info(id).and_then(|i| i.endpoint);
+    assert_eq!(endpoint(over_ipc.id()), None);
+    assert!(endpoint(over_unix.id()).is_some_and(|e| e.starts_with("unix:")));
+    assert!(endpoint(over_tcp.id()).is_some_and(|e| e.starts_with("tcp:")));
+    assert_ne!(over_tcp.pid().await.expect("pid"), std::process::id());
+    for calc in [&over_ipc, &over_unix, &over_tcp] {
+        assert_eq!(calc.add(2, 3).await.expect("add"), 5);
+    }
+    pm.shutdown().await.expect("shutdown");
+}

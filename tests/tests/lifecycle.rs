@@ -594,3 +594,72 @@ async fn a_restart_policy_that_could_never_trip_is_refused_at_spawn() {
     );
     assert!(pm.list().is_empty());
 }
+
+#[tokio::test]
+async fn a_panicking_or_hanging_hook_holds_up_neither_the_other_hooks_nor_the_stop() {
+    for isolation in [Isolation::Child, Isolation::Worker] {
+        let file =
+            std::env::temp_dir().join(format!("pm-unruly-{}-{isolation:?}", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let pm = ProcessManager::new(ProcessManagerConfig {
+            isolation,
+            grace_period: Duration::from_millis(300),
+            ..Default::default()
+        });
+        let handle = pm
+            .spawn::<pm_tests::UnrulyHooks>(
+                env!("CARGO_BIN_EXE_test-unruly"),
+                SpawnOptions::default().dependencies(file.to_string_lossy().into_owned()),
+            )
+            .await
+            .expect("spawn");
+        let pid = handle.pid().await.expect("pid");
+        let started = Instant::now();
+        pm.stop(handle.id()).await.expect("stop");
+        let took = started.elapsed();
+        let written = std::fs::read_to_string(&file).unwrap_or_default();
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(written, format!("recorded pid={pid}"), "{isolation:?}");
+        assert!(
+            took < Duration::from_secs(2),
+            "{isolation:?}: stop took {took:?}"
+        );
+        if isolation == Isolation::Child {
+            assert!(!pid_alive(pid));
+        }
+        pm.shutdown().await.expect("shutdown");
+    }
+}
+
+#[tokio::test]
+async fn going_over_max_cpu_is_reported_as_an_unhealthy_event() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        resources: Resources {
+            max_cpu: Some(30.0),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let mut events = pm.subscribe();
+    let handle = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    handle.spin(2_000).await.expect("spin");
+    let seen = collect_events(&mut events, Duration::from_secs(3), |e| {
+        matches!(e, ProcessEvent::Unhealthy { .. })
+    })
+    .await;
+    let reason = seen
+        .iter()
+        .find_map(|e| match e {
+            ProcessEvent::Unhealthy { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("an unhealthy event for the cpu budget");
+    assert!(reason.contains("max_cpu"), "{reason}");
+    // Reported, not enforced: the process was not restarted.
+    assert_eq!(pm.info(handle.id()).expect("info").restarts, 0);
+    pm.shutdown().await.expect("shutdown");
+}

@@ -195,6 +195,7 @@ macro_rules! macro_suite {
 
 macro_suite!(child, Isolation::Child);
 macro_suite!(worker, Isolation::Worker);
+macro_suite!(in_process, Isolation::None);
 
 /// A client for version 2 of the calculator.
 #[derive(Default)]
