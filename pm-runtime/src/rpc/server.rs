@@ -328,13 +328,23 @@ struct CallLoop<P: Process> {
 
 impl<P: Process> CallLoop<P> {
     async fn run(self, mut conn: Connection) -> ServeEnd {
+        // Calls that arrived while every slot was taken, oldest first. Reading goes on while
+        // they wait, so cancels and a shutdown still get through at full capacity; once as
+        // many calls wait as may run, reading stops and the transport pushes back.
+        let mut waiting: std::collections::VecDeque<Frame> = std::collections::VecDeque::new();
         loop {
-            // Backpressure: stop reading while every call slot is taken.
-            let permit = match self.permits.clone().acquire_owned().await {
-                Ok(permit) => permit,
-                Err(_) => return ServeEnd::Disconnected,
+            let can_read = waiting.len() < self.opts.max_in_flight;
+            let incoming = tokio::select! {
+                permit = self.permits.clone().acquire_owned(), if !waiting.is_empty() => {
+                    let (Ok(permit), Some(frame)) = (permit, waiting.pop_front()) else {
+                        continue;
+                    };
+                    self.start_call(&frame, permit);
+                    continue;
+                }
+                incoming = conn.receiver.recv(), if can_read => incoming,
             };
-            let incoming = match conn.receiver.recv().await {
+            let incoming = match incoming {
                 None => {
                     self.abort_all();
                     return ServeEnd::Disconnected;
@@ -366,10 +376,26 @@ impl<P: Process> CallLoop<P> {
                 }
             };
             match frame.kind() {
-                FrameKind::Call => self.start_call(&frame, permit),
-                FrameKind::Cancel => self.cancel(frame.id()),
+                FrameKind::Call => match self.permits.clone().try_acquire_owned() {
+                    Ok(permit) if waiting.is_empty() => self.start_call(&frame, permit),
+                    _ => waiting.push_back(frame),
+                },
+                FrameKind::Cancel => {
+                    let id = frame.id();
+                    let queued = waiting.len();
+                    waiting.retain(|call| call.id() != id);
+                    if waiting.len() == queued {
+                        self.cancel(id);
+                    }
+                }
                 FrameKind::Shutdown => {
-                    drop(permit);
+                    for call in waiting.drain(..) {
+                        let error = RemoteError::new(
+                            RemoteErrorKind::ShuttingDown,
+                            format!("process `{}` is shutting down", P::NAME),
+                        );
+                        self.send(encode_error(call.id(), &error, self.opts.max_frame));
+                    }
                     let grace = frame
                         .decode::<u64>()
                         .map(Duration::from_millis)
@@ -677,6 +703,78 @@ mod tests {
             .send(encode_call(8, "twice", None, &(1u32,), 4096).expect("fits"))
             .expect("open");
         assert_eq!(next(&mut client).await.decode::<u32>().expect("u32"), 2);
+    }
+
+    /// A process whose calls wait for a release it is told about.
+    #[derive(Default)]
+    struct Gate;
+
+    #[crate::process(name = "gate", version = "0.1.0")]
+    impl Gate {
+        #[public]
+        async fn wait(&self, millis: u64) -> u64 {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            millis
+        }
+    }
+
+    #[tokio::test]
+    async fn at_full_capacity_cancels_and_shutdown_still_get_through() {
+        let (mut client, server) = pm_transport::channel_pair();
+        let opts = ServeOptions {
+            token: Token::from_string("secret".into()),
+            max_frame: 4096,
+            max_in_flight: 2,
+        };
+        let served = tokio::spawn(serve::<Gate>(server, opts));
+        let mut hello = FrameBuilder::new(FrameKind::Hello, 0, 4096);
+        hello
+            .named(&Hello {
+                protocol: PROTOCOL_VERSION,
+                token: "secret".into(),
+            })
+            .expect("fits");
+        client
+            .sender
+            .send(hello.finish().expect("fits"))
+            .expect("open");
+        assert_eq!(next(&mut client).await.kind(), FrameKind::Welcome);
+        let mut init = FrameBuilder::new(FrameKind::Init, 1, 4096);
+        init.raw(&[0xc0]).expect("fits");
+        client
+            .sender
+            .send(init.finish().expect("fits"))
+            .expect("open");
+        assert_eq!(next(&mut client).await.kind(), FrameKind::ReplyOk);
+        // Two long calls fill both slots; a third waits.
+        for id in [10, 11, 12] {
+            client
+                .sender
+                .send(encode_call(id, "wait", None, &(60_000u64,), 4096).expect("fits"))
+                .expect("open");
+        }
+        // Cancelling a running call frees its slot for the waiting one.
+        client
+            .sender
+            .send(Frame::empty(FrameKind::Cancel, 10))
+            .expect("open");
+        // A shutdown is read and answered although the process is busy.
+        let mut shutdown = FrameBuilder::new(FrameKind::Shutdown, 20, 4096);
+        shutdown.value(&50u64).expect("fits");
+        client
+            .sender
+            .send(shutdown.finish().expect("fits"))
+            .expect("open");
+        let mut replies = Vec::new();
+        while let Ok(Some(Ok(Incoming::Frame(frame)))) =
+            tokio::time::timeout(Duration::from_secs(5), client.receiver.recv()).await
+        {
+            replies.push((frame.id(), frame.kind()));
+        }
+        assert!(replies.contains(&(20, FrameKind::ReplyOk)), "{replies:?}");
+        assert!(replies.contains(&(11, FrameKind::ReplyErr)), "{replies:?}");
+        assert!(replies.contains(&(12, FrameKind::ReplyErr)), "{replies:?}");
+        assert_eq!(served.await.expect("task"), ServeEnd::Shutdown);
     }
 
     #[tokio::test]
