@@ -374,12 +374,21 @@ pub fn encode_call_raw(
 }
 
 /// The client's first frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     /// [`PROTOCOL_VERSION`] of the client.
     pub protocol: u32,
     /// The process's secret token, proving the client may call it.
     pub token: String,
+}
+
+impl std::fmt::Debug for Hello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("protocol", &self.protocol)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The process's answer to [`Hello`].

@@ -23,7 +23,7 @@ pub const DEPENDENCIES_ENV: &str = "TITAN_PM_DEPENDENCIES";
 const MIN_TOKEN_LEN: usize = 16;
 
 /// Options of a standalone host (see [`host`]).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HostOptions {
     /// Where to listen: `unix:/path`, `tcp:ip:port` or `http://ip:port`.
     pub address: String,
@@ -34,6 +34,17 @@ pub struct HostOptions {
     /// How long shutdown hooks may take after SIGTERM or Ctrl-C. Default: 5 s.
     pub grace_period: Duration,
     dependencies: Option<Result<bytes::Bytes, String>>,
+}
+
+impl std::fmt::Debug for HostOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostOptions")
+            .field("address", &self.address)
+            .field("token", &"<redacted>")
+            .field("limits", &self.limits)
+            .field("grace_period", &self.grace_period)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HostOptions {
@@ -60,10 +71,16 @@ impl HostOptions {
     }
 
     /// Reads [`LISTEN_ENV`], [`TOKEN_ENV`] and [`DEPENDENCIES_ENV`]; `None` when
-    /// `TITAN_PM_LISTEN` is not set.
+    /// `TITAN_PM_LISTEN` is not set. Removes `TITAN_PM_TOKEN` from the environment so nothing
+    /// the process starts inherits it: call it before starting other threads, as
+    /// `process_main!` does.
     pub fn from_env() -> Option<Result<Self, Error>> {
         let address = std::env::var(LISTEN_ENV).ok()?;
-        let Ok(token) = std::env::var(TOKEN_ENV) else {
+        let token = std::env::var(TOKEN_ENV);
+        // Nothing this process starts should inherit the secret. Called before any runtime
+        // thread exists (from `process_main!`).
+        std::env::remove_var(TOKEN_ENV);
+        let Ok(token) = token else {
             return Some(Err(Error::Config(format!(
                 "{LISTEN_ENV} is set but {TOKEN_ENV} is not: a standalone process never serves                  without a token"
             ))));

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pm_core::wire::Frame;
 use pm_core::{
-    Error, Identity, Isolation, Monitoring, ProcessId, ProcessInfo, ProcessState, Resources,
-    RestartOn,
+    Error, Identity, Monitoring, ProcessId, ProcessInfo, ProcessState, Resources, RestartOn,
 };
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{broadcast, watch};
 
 use crate::caller::Invoke;
 use crate::events::ProcessEvent;
@@ -77,7 +76,11 @@ pub(crate) struct Managed {
     incarnation: tokio::sync::Mutex<Option<Incarnation>>,
     tracker: Mutex<RestartTracker>,
     stopping: AtomicBool,
-    stop_signal: Notify,
+    /// Becomes `true` on stop or kill; wakes a restart waiting out its backoff.
+    stop_signal: watch::Sender<bool>,
+    /// The pid of the running child (0 when none), readable without the incarnation lock so
+    /// `kill` acts at once even while a graceful stop holds it.
+    current_pid: std::sync::atomic::AtomicU32,
     events: broadcast::Sender<ProcessEvent>,
     pub(crate) stats: CallStats,
     pub(crate) sampler: ResourceSampler,
@@ -141,7 +144,8 @@ impl Managed {
             incarnation: tokio::sync::Mutex::new(None),
             tracker: Mutex::new(RestartTracker::new(spec.restart_policy)),
             stopping: AtomicBool::new(false),
-            stop_signal: Notify::new(),
+            stop_signal: watch::channel(false).0,
+            current_pid: std::sync::atomic::AtomicU32::new(0),
             events: spec.events,
             stats: CallStats::new(),
             sampler: ResourceSampler::default(),
@@ -279,34 +283,52 @@ impl Managed {
                 return Err(err);
             }
         };
+        // A child's pid is the one the manager launched, never what the process says.
+        let child_pid = match control {
+            Control::Child { pid } => Some(pid),
+            _ => None,
+        };
+        let pid = child_pid.unwrap_or(greeting.pid);
         let rpc = RpcConnection::start(
             conn,
             &self.name,
-            greeting.pid,
+            pid,
             self.spec.limits.max_frame_size,
             self.spec.limits.max_in_flight,
             Some(exit.clone()),
         );
-        *self.incarnation.lock().await = Some(Incarnation {
+        let mut slot = self.incarnation.lock().await;
+        // `stop` and `kill` raise the flag before taking this lock: checking under it means a
+        // stop that came during the handshake is never undone by publishing this incarnation.
+        if self.stopping.load(Ordering::SeqCst) {
+            drop(slot);
+            let error = Error::Unavailable {
+                process: self.name.clone(),
+                reason: "it was stopped while starting".into(),
+            };
+            rpc.abort(error.clone());
+            drop(rpc);
+            end_incarnation(control, &mut exit, Duration::ZERO).await;
+            return Err(error);
+        }
+        *slot = Some(Incarnation {
             rpc: rpc.clone(),
             exit: exit.clone(),
             control,
             _dir: dir,
         });
+        self.current_pid
+            .store(child_pid.unwrap_or(0), Ordering::SeqCst);
         {
             let mut status = lock(&self.status);
             status.state = ProcessState::Running {};
-            status.pid = Some(greeting.pid);
+            status.pid = Some(pid);
             status.up_since = Some(Instant::now());
             status.endpoint = endpoint;
         }
         self.link.send_replace(Link::Up(rpc.clone()));
-        self.emit(ProcessEvent::Ready {
-            id: self.id,
-            pid: greeting.pid,
-        });
-        let child_pid = (self.spec.isolation == Isolation::Child && self.spec.attach_to.is_none())
-            .then_some(greeting.pid);
+        drop(slot);
+        self.emit(ProcessEvent::Ready { id: self.id, pid });
         tokio::spawn(self.clone().monitor(Arc::downgrade(&rpc), child_pid));
         tokio::spawn(self.clone().supervise(exit, rpc));
         Ok(())
@@ -319,21 +341,28 @@ impl Managed {
             _ = rpc.closed() => {}
         }
         drop(rpc);
+        let mut slot = self.incarnation.lock().await;
         if self.stopping.load(Ordering::SeqCst) {
-            return;
+            return; // a stop or kill owns the ending
         }
-        let Some(incarnation) = self.incarnation.lock().await.take() else {
-            return; // a stop took it
-        };
-        let Incarnation {
+        let Some(Incarnation {
             rpc,
             mut exit,
             control,
             ..
-        } = incarnation;
+        }) = slot.take()
+        else {
+            return;
+        };
         self.link.send_replace(Link::Down);
         drop(rpc);
+        // Held until the incarnation has really ended, so a stop arriving now waits for it.
         end_incarnation(control, &mut exit, Duration::ZERO).await;
+        self.current_pid.store(0, Ordering::SeqCst);
+        drop(slot);
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
         let ended = exit.borrow().clone();
         let recycled = lock(&self.recycle_reason).take();
         let clean = ended.as_ref().is_some_and(|e| e.clean) && recycled.is_none();
@@ -377,15 +406,19 @@ impl Managed {
                     return;
                 }
                 Decision::Restart { attempt, delay } => {
+                    if self.stopping.load(Ordering::SeqCst) {
+                        return;
+                    }
                     self.set_state(ProcessState::Restarting { attempt, delay });
                     self.emit(ProcessEvent::Restarting {
                         id: self.id,
                         attempt,
                         delay,
                     });
+                    let mut stop_signal = self.stop_signal.subscribe();
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = self.stop_signal.notified() => return,
+                        _ = stop_signal.wait_for(|stopped| *stopped) => return,
                     }
                     if self.stopping.load(Ordering::SeqCst) {
                         return;
@@ -393,6 +426,7 @@ impl Managed {
                     lock(&self.status).restarts += 1;
                     match self.start_incarnation().await {
                         Ok(()) => return,
+                        Err(_) if self.stopping.load(Ordering::SeqCst) => return,
                         Err(err) => {
                             tracing::warn!(process = %self.name, %err, "restart failed");
                             reason = err.to_string();
@@ -540,13 +574,21 @@ impl Managed {
 
     /// Stops gracefully: refuse new calls, ask the process to shut down (hooks, drain within
     /// `grace`), then SIGTERM, then SIGKILL; always reaps. Never followed by a restart.
-    pub(crate) async fn stop(&self, grace: Duration) {
+    ///
+    /// The teardown runs in its own task, so a caller that gives up on this future (a
+    /// timeout around it) does not leave the process half stopped.
+    pub(crate) async fn stop(self: &Arc<Self>, grace: Duration) {
+        let this = self.clone();
+        let _ = tokio::spawn(async move { this.stop_now(grace).await }).await;
+    }
+
+    async fn stop_now(&self, grace: Duration) {
         if self.stopping.swap(true, Ordering::SeqCst) {
             // Already stopping or stopped: wait for the other stop to finish its work.
             let _guard = self.incarnation.lock().await;
             return;
         }
-        self.stop_signal.notify_waiters();
+        self.stop_signal.send_replace(true);
         self.set_state(ProcessState::Stopping {});
         self.link.send_replace(Link::Gone(Error::Unavailable {
             process: self.name.clone(),
@@ -564,7 +606,9 @@ impl Managed {
             let answered = if self.spec.attach_to.is_some() {
                 true
             } else {
-                let asked = tokio::time::timeout(grace + SHUTDOWN_SLACK, rpc.shutdown(grace)).await;
+                let asked =
+                    tokio::time::timeout(grace.saturating_add(SHUTDOWN_SLACK), rpc.shutdown(grace))
+                        .await;
                 matches!(asked, Ok(Ok(())))
             };
             if !answered {
@@ -579,18 +623,24 @@ impl Managed {
             let patience = if answered { EXIT_WAIT } else { Duration::ZERO };
             end_incarnation(control, &mut exit, patience).await;
         }
+        self.current_pid.store(0, Ordering::SeqCst);
         drop(slot);
         self.mark_stopped();
     }
 
-    /// Ends the process at once (SIGKILL for a child), without hooks and without restart.
+    /// Ends the process at once (SIGKILL for a child's whole group), without hooks and
+    /// without restart. Does not wait behind a graceful stop in progress to send the signal.
     pub(crate) async fn kill(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.stop_signal.notify_waiters();
+        self.stop_signal.send_replace(true);
         self.link.send_replace(Link::Gone(Error::Unavailable {
             process: self.name.clone(),
             reason: "it was killed".into(),
         }));
+        let pid = self.current_pid.load(Ordering::SeqCst);
+        if pid != 0 {
+            signal_group(pid, libc::SIGKILL);
+        }
         let mut slot = self.incarnation.lock().await;
         if let Some(Incarnation {
             rpc,
@@ -606,6 +656,7 @@ impl Managed {
             drop(rpc);
             end_incarnation(control, &mut exit, Duration::ZERO).await;
         }
+        self.current_pid.store(0, Ordering::SeqCst);
         drop(slot);
         self.mark_stopped();
     }
@@ -613,7 +664,11 @@ impl Managed {
     /// Best-effort synchronous teardown for when the manager is dropped without `shutdown`.
     pub(crate) fn abandon(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.stop_signal.notify_waiters();
+        self.stop_signal.send_replace(true);
+        let pid = self.current_pid.load(Ordering::SeqCst);
+        if pid != 0 {
+            signal_group(pid, libc::SIGKILL);
+        }
         self.link.send_replace(Link::Gone(Error::Unavailable {
             process: self.name.clone(),
             reason: "its manager was dropped".into(),
@@ -692,7 +747,13 @@ impl Invoke for Managed {
             }
             .await;
             self.stats.record(started.elapsed(), result.is_ok());
-            result
+            // The connection saw what was left of the deadline; report the caller's own.
+            match (result, timeout) {
+                (Err(Error::Timeout { method, .. }), Some(after)) => {
+                    Err(Error::Timeout { method, after })
+                }
+                (result, _) => result,
+            }
         })
     }
 
@@ -716,9 +777,11 @@ impl Managed {
                 Link::Gone(err) => return Err(err.clone()),
                 _ => {}
             }
-            let changed = match timeout {
-                Some(limit) => {
-                    match tokio::time::timeout_at((started + limit).into(), link.changed()).await {
+            // A deadline too far away to represent is no deadline.
+            let due = timeout.and_then(|limit| started.checked_add(limit));
+            let changed = match (timeout, due) {
+                (Some(limit), Some(due)) => {
+                    match tokio::time::timeout_at(due.into(), link.changed()).await {
                         Ok(changed) => changed,
                         Err(_) => {
                             return Err(Error::Timeout {
@@ -728,7 +791,7 @@ impl Managed {
                         }
                     }
                 }
-                None => link.changed().await,
+                _ => link.changed().await,
             };
             if changed.is_err() {
                 return Err(Error::Unavailable {

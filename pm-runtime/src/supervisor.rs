@@ -49,18 +49,20 @@ pub(crate) fn validate(policy: &RestartPolicy) -> Result<(), Error> {
             policy.backoff.initial, policy.backoff.max
         )));
     }
-    let needed = policy.max_restarts.saturating_add(1);
+    // Restarts are counted when a crash happens. A process that crashes the moment it starts
+    // gives up at crash `max_restarts + 1`, which comes after the backoff delays of restarts
+    // 1..=max_restarts; if those alone fill the window, the first restart has slid out of it
+    // by then and the loop never trips.
     let mut total = Duration::ZERO;
-    // The first restart's delay is not inside the window it opens; the rest are.
-    for attempt in 2..=needed {
+    for attempt in 1..=policy.max_restarts {
         total = total.saturating_add(backoff_delay(policy, attempt));
     }
-    if needed > 1 && total >= policy.window {
+    if policy.max_restarts > 0 && total >= policy.window {
         return Err(Error::Config(format!(
-            "restart_policy can never fail a crash loop: {} restarts need at least {total:?} \
-             of backoff, longer than the {:?} window; lengthen `window`, lower `max_restarts`, \
+            "restart_policy can never fail a crash loop: {} restarts take at least {total:?} \
+             of backoff, as long as the {:?} window; lengthen `window`, lower `max_restarts`, \
              or shorten the backoff",
-            needed, policy.window
+            policy.max_restarts, policy.window
         )));
     }
     Ok(())
@@ -85,7 +87,11 @@ impl RestartTracker {
 
     /// How long an incarnation must stay up for the backoff to start over.
     pub(crate) fn stable_after(&self) -> Duration {
-        (self.policy.backoff.max * 2).max(Duration::from_secs(1))
+        self.policy
+            .backoff
+            .max
+            .saturating_mul(2)
+            .max(Duration::from_secs(1))
     }
 
     /// Decides after a crash at `now` of an incarnation that had been up for `uptime`.
@@ -228,8 +234,14 @@ mod tests {
 
     #[test]
     fn a_policy_that_can_never_trip_is_rejected() {
-        let mut p = policy(5, 100, BackoffKind::Linear);
+        // Linear 10..50 ms: five restarts take 10+20+30+40+50 = 150 ms of backoff.
+        let mut p = policy(5, 150, BackoffKind::Linear);
         assert!(matches!(validate(&p), Err(Error::Config(_))));
+        p.window = Duration::from_millis(151);
+        assert!(
+            validate(&p).is_ok(),
+            "the loop trips at the sixth crash, 150 ms in"
+        );
         p.window = Duration::from_secs(10);
         assert!(validate(&p).is_ok());
         assert!(validate(&RestartPolicy::default()).is_ok());

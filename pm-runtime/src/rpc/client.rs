@@ -106,28 +106,35 @@ impl RpcConnection {
         args: &[u8],
         deadline: Option<Duration>,
     ) -> Result<Frame, Error> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Transport("connection closed".into()))?;
+        // One deadline for the whole call: waiting for a free slot counts too. A deadline too
+        // far away to represent is no deadline.
+        let started = tokio::time::Instant::now();
+        let due = deadline.and_then(|limit| started.checked_add(limit));
+        let timed_out = || Error::Timeout {
+            method: method.to_owned(),
+            after: deadline.unwrap_or_default(),
+        };
+        let acquire = self.permits.acquire();
+        let permit = match due {
+            Some(due) => tokio::time::timeout_at(due, acquire)
+                .await
+                .map_err(|_| timed_out())?,
+            None => acquire.await,
+        };
+        let _permit = permit.map_err(|_| Error::Transport("connection closed".into()))?;
+        let remaining = due.map(|due| due.saturating_duration_since(tokio::time::Instant::now()));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = wire::encode_call_raw(id, method, deadline, args, self.max_frame)?;
+        let frame = wire::encode_call_raw(id, method, remaining, args, self.max_frame)?;
         let reply = self.send_request(id, frame)?;
         let mut guard = CancelOnDrop {
             conn: self,
             id,
             armed: true,
         };
-        let outcome = match deadline {
-            Some(limit) => match tokio::time::timeout(limit, reply).await {
+        let outcome = match due {
+            Some(due) => match tokio::time::timeout_at(due, reply).await {
                 Ok(outcome) => outcome,
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        method: method.to_owned(),
-                        after: limit,
-                    })
-                }
+                Err(_) => return Err(timed_out()),
             },
             None => reply.await,
         };
@@ -300,7 +307,8 @@ async fn read_replies(
     };
     let waiters: Vec<Waiter> = {
         let mut pending = lock(&shared.pending);
-        *lock(&shared.closed) = Some(error.clone());
+        // An abort (stop, kill) may already have said why; keep its word.
+        lock(&shared.closed).get_or_insert(error.clone());
         pending.drain().map(|(_, waiter)| waiter).collect()
     };
     for waiter in waiters {

@@ -121,11 +121,19 @@ pub(crate) async fn serve_listener_with<P: Process>(
             Err(err) => return ServeEnd::Refused(format!("cannot listen: {err}")),
         }
     };
-    let end = accept_loop::<P>(accepting, opts, instance).await;
-    if let Some(server) = http_server {
-        server.abort();
+    // Aborted on drop, so the HTTP server never outlives its listener's serving, even when
+    // the serving itself is aborted (an in-process instance that is killed).
+    let _http_server = http_server.map(AbortOnDrop);
+    accept_loop::<P>(accepting, opts, instance).await
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
-    end
 }
 
 async fn accept_loop<P: Process>(
@@ -512,6 +520,8 @@ impl<P: Process> CallLoop<P> {
     /// Refuse new calls, run the shutdown hooks, drain in-flight calls within `grace`, abort
     /// the rest with an error reply, then acknowledge.
     async fn shutdown(&self, conn: &mut Connection, id: u64, grace: Duration) {
+        // The grace period comes off the wire: cap it rather than overflow the clock.
+        let grace = grace.min(Duration::from_secs(24 * 60 * 60));
         let deadline = tokio::time::Instant::now() + grace;
         let hooks = run_hooks(P::__shutdown(&self.cell));
         let drain = async {
