@@ -12,19 +12,6 @@ pub fn pid_exists(pid: u32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// Waits up to `within` for `pid` to disappear (reaped, not just dead); true if it did.
-/// Async, so the runtime that reaps children keeps running meanwhile.
-pub async fn wait_gone(pid: u32, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if !pid_exists(pid) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    !pid_exists(pid)
-}
-
 use pm_runtime::prelude::*;
 
 /// A process whose shutdown hooks append to a file named by its dependencies, so a test can

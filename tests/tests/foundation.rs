@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use pm_examples::{Calculator, MathError};
 use pm_runtime::prelude::*;
 use pm_runtime::{Error, RemoteErrorKind};
-use pm_tests::{pid_exists, wait_gone};
+use pm_tests::{pid_exists, wait_dead};
 
 const CALCULATOR: &str = env!("CARGO_BIN_EXE_test-calculator");
 
@@ -215,7 +215,7 @@ async fn a_dropped_manager_kills_its_children() {
     let pid = calc.pid().await.expect("pid");
     drop(pm);
     assert!(
-        wait_gone(pid, Duration::from_secs(5)).await,
+        wait_dead(pid, Duration::from_secs(5)).await,
         "child {pid} outlived its manager"
     );
     let err = calc.add(1, 1).await.expect_err("manager gone");

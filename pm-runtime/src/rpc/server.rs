@@ -630,14 +630,8 @@ mod tests {
         }
     }
 
-    /// A served connection after a good handshake and init, over a real socketpair.
-    async fn connected() -> (Connection, tokio::task::JoinHandle<ServeEnd>) {
-        let (a, b) = tokio::net::UnixStream::pair().expect("socketpair");
-        let (mut client, server) = (
-            from_unix_stream(a, 4096, "t"),
-            from_unix_stream(b, 4096, "t"),
-        );
-        let served = tokio::spawn(serve::<Echo>(server, options("secret")));
+    /// Says hello with the right token and inits with no dependencies.
+    async fn greet(client: &mut Connection) {
         let mut hello = FrameBuilder::new(FrameKind::Hello, 0, 4096);
         hello
             .named(&Hello {
@@ -649,14 +643,25 @@ mod tests {
             .sender
             .send(hello.finish().expect("fits"))
             .expect("open");
-        assert_eq!(next(&mut client).await.kind(), FrameKind::Welcome);
+        assert_eq!(next(client).await.kind(), FrameKind::Welcome);
         let mut init = FrameBuilder::new(FrameKind::Init, 1, 4096);
         init.raw(&[0xc0]).expect("fits");
         client
             .sender
             .send(init.finish().expect("fits"))
             .expect("open");
-        assert_eq!(next(&mut client).await.kind(), FrameKind::ReplyOk);
+        assert_eq!(next(client).await.kind(), FrameKind::ReplyOk);
+    }
+
+    /// A served connection after a good handshake and init, over a real socketpair.
+    async fn connected() -> (Connection, tokio::task::JoinHandle<ServeEnd>) {
+        let (a, b) = tokio::net::UnixStream::pair().expect("socketpair");
+        let (mut client, server) = (
+            from_unix_stream(a, 4096, "t"),
+            from_unix_stream(b, 4096, "t"),
+        );
+        let served = tokio::spawn(serve::<Echo>(server, options("secret")));
+        greet(&mut client).await;
         (client, served)
     }
 
@@ -737,25 +742,7 @@ mod tests {
             max_in_flight: 2,
         };
         let served = tokio::spawn(serve::<Gate>(server, opts));
-        let mut hello = FrameBuilder::new(FrameKind::Hello, 0, 4096);
-        hello
-            .named(&Hello {
-                protocol: PROTOCOL_VERSION,
-                token: "secret".into(),
-            })
-            .expect("fits");
-        client
-            .sender
-            .send(hello.finish().expect("fits"))
-            .expect("open");
-        assert_eq!(next(&mut client).await.kind(), FrameKind::Welcome);
-        let mut init = FrameBuilder::new(FrameKind::Init, 1, 4096);
-        init.raw(&[0xc0]).expect("fits");
-        client
-            .sender
-            .send(init.finish().expect("fits"))
-            .expect("open");
-        assert_eq!(next(&mut client).await.kind(), FrameKind::ReplyOk);
+        greet(&mut client).await;
         // Two long calls fill both slots; a third waits.
         for id in [10, 11, 12] {
             client
