@@ -157,6 +157,14 @@ impl Managed {
         })
     }
 
+    /// The error of calls this process cannot take, with why.
+    fn unavailable(&self, reason: impl Into<String>) -> Error {
+        Error::Unavailable {
+            process: self.name.clone(),
+            reason: reason.into(),
+        }
+    }
+
     fn emit(&self, event: ProcessEvent) {
         // No subscribers is fine.
         let _ = self.events.send(event);
@@ -195,10 +203,7 @@ impl Managed {
         match &*self.link.borrow() {
             Link::Up(conn) if !conn.is_closed() => Ok(conn.clone()),
             Link::Gone(err) => Err(err.clone()),
-            _ => Err(Error::Unavailable {
-                process: self.name.clone(),
-                reason: "it is starting or restarting".into(),
-            }),
+            _ => Err(self.unavailable("it is starting or restarting")),
         }
     }
 
@@ -302,10 +307,7 @@ impl Managed {
         // stop that came during the handshake is never undone by publishing this incarnation.
         if self.stopping.load(Ordering::SeqCst) {
             drop(slot);
-            let error = Error::Unavailable {
-                process: self.name.clone(),
-                reason: "it was stopped while starting".into(),
-            };
+            let error = self.unavailable("it was stopped while starting");
             rpc.abort(error.clone());
             drop(rpc);
             end_incarnation(control, &mut exit, Duration::ZERO).await;
@@ -374,10 +376,9 @@ impl Managed {
         };
         if clean && self.restart_on == RestartOn::OnFailure {
             tracing::info!(process = %self.name, id = %self.id, %reason, "process exited cleanly; not restarting");
-            self.link.send_replace(Link::Gone(Error::Unavailable {
-                process: self.name.clone(),
-                reason: format!("it exited cleanly ({reason})"),
-            }));
+            self.link.send_replace(Link::Gone(
+                self.unavailable(format!("it exited cleanly ({reason})")),
+            ));
             self.mark_stopped();
             return;
         }
@@ -562,10 +563,9 @@ impl Managed {
         self.set_state(ProcessState::Failed {
             reason: reason.clone(),
         });
-        self.link.send_replace(Link::Gone(Error::Unavailable {
-            process: self.name.clone(),
-            reason: format!("it failed for good: {reason}"),
-        }));
+        self.link.send_replace(Link::Gone(
+            self.unavailable(format!("it failed for good: {reason}")),
+        ));
         self.emit(ProcessEvent::Failed {
             id: self.id,
             reason,
@@ -590,10 +590,8 @@ impl Managed {
         }
         self.stop_signal.send_replace(true);
         self.set_state(ProcessState::Stopping {});
-        self.link.send_replace(Link::Gone(Error::Unavailable {
-            process: self.name.clone(),
-            reason: "it was stopped".into(),
-        }));
+        self.link
+            .send_replace(Link::Gone(self.unavailable("it was stopped")));
         let mut slot = self.incarnation.lock().await;
         if let Some(Incarnation {
             rpc,
@@ -614,10 +612,7 @@ impl Managed {
             if !answered {
                 tracing::warn!(process = %self.name, id = %self.id, "no answer to the shutdown request within the grace period");
             }
-            rpc.abort(Error::Unavailable {
-                process: self.name.clone(),
-                reason: "it was stopped".into(),
-            });
+            rpc.abort(self.unavailable("it was stopped"));
             drop(rpc);
             // A process that answered exits by itself; one that did not gets SIGTERM now.
             let patience = if answered { EXIT_WAIT } else { Duration::ZERO };
@@ -633,10 +628,8 @@ impl Managed {
     pub(crate) async fn kill(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.stop_signal.send_replace(true);
-        self.link.send_replace(Link::Gone(Error::Unavailable {
-            process: self.name.clone(),
-            reason: "it was killed".into(),
-        }));
+        self.link
+            .send_replace(Link::Gone(self.unavailable("it was killed")));
         let pid = self.current_pid.load(Ordering::SeqCst);
         if pid != 0 {
             signal_group(pid, libc::SIGKILL);
@@ -669,10 +662,8 @@ impl Managed {
         if pid != 0 {
             signal_group(pid, libc::SIGKILL);
         }
-        self.link.send_replace(Link::Gone(Error::Unavailable {
-            process: self.name.clone(),
-            reason: "its manager was dropped".into(),
-        }));
+        self.link
+            .send_replace(Link::Gone(self.unavailable("its manager was dropped")));
         if let Ok(mut slot) = self.incarnation.try_lock() {
             if let Some(incarnation) = slot.take() {
                 if let Control::Child { pid } = incarnation.control {
@@ -770,6 +761,12 @@ impl Managed {
         started: Instant,
         timeout: Option<Duration>,
     ) -> Result<Arc<RpcConnection>, Error> {
+        // The common case, a running process, needs no subscription.
+        match &*self.link.borrow() {
+            Link::Up(conn) if !conn.is_closed() => return Ok(conn.clone()),
+            Link::Gone(err) => return Err(err.clone()),
+            _ => {}
+        }
         let mut link = self.link.subscribe();
         loop {
             match &*link.borrow_and_update() {
@@ -794,10 +791,7 @@ impl Managed {
                 _ => link.changed().await,
             };
             if changed.is_err() {
-                return Err(Error::Unavailable {
-                    process: self.name.clone(),
-                    reason: "its manager is gone".into(),
-                });
+                return Err(self.unavailable("its manager is gone"));
             }
         }
     }
