@@ -1,0 +1,98 @@
+//! Repeated spawn/stop cycles must leave nothing behind: no zombie child, no open fd, no thread.
+//!
+//! The counts are read from `/proc/self`, which covers the whole test process, so this file
+//! holds exactly one test: any other test running beside it in the same binary would open
+//! sockets and threads of its own and make the counts meaningless.
+
+use std::time::{Duration, Instant};
+
+use pm_runtime::prelude::*;
+use pm_tests::Lifecycle;
+
+const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
+
+/// How long resources may take to be released after the last `stop` returns (reaper tasks,
+/// closing writer tasks, worker threads joining).
+const SETTLE: Duration = Duration::from_secs(5);
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(usize::MAX)
+}
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(usize::MAX)
+}
+
+fn zombie_children() -> usize {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return usize::MAX;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let Some(close) = stat.rfind(')') else {
+                return false;
+            };
+            let mut fields = stat[close + 1..].split_whitespace();
+            let state = fields.next();
+            let ppid = fields.next();
+            state == Some("Z") && ppid == Some(me.as_str())
+        })
+        .count()
+}
+
+/// Polls until fds, threads and zombies are back at or under the baseline, or `SETTLE` passes;
+/// returns the last counts seen.
+async fn settled_counts(fds: usize, threads: usize) -> (usize, usize, usize) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let now = (fd_count(), thread_count(), zombie_children());
+        if (now.0 <= fds && now.1 <= threads && now.2 == 0) || Instant::now() >= deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_spawn_stop_cycles_leave_no_zombie_fd_or_thread_behind() {
+    for isolation in [Isolation::Child, Isolation::Worker] {
+        let pm = ProcessManager::new(ProcessManagerConfig {
+            isolation,
+            ..Default::default()
+        });
+        // Warm up once so lazily created runtime resources exist before counting.
+        let warm = pm
+            .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+            .await
+            .expect("spawn");
+        pm.stop(warm.id()).await.expect("stop");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (fds, threads) = (fd_count(), thread_count());
+        for cycle in 0..500u64 {
+            let handle = pm
+                .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("{isolation:?}: spawn {cycle}: {e}"));
+            // A real call per cycle, so every connection carried traffic before it closed.
+            assert_eq!(handle.slow(cycle % 2).await.expect("call"), cycle % 2);
+            pm.stop(handle.id())
+                .await
+                .unwrap_or_else(|e| panic!("{isolation:?}: stop {cycle}: {e}"));
+        }
+        let (fds_after, threads_after, zombies) = settled_counts(fds, threads).await;
+        assert_eq!(zombies, 0, "{isolation:?}: zombies left");
+        assert!(fds_after <= fds, "{isolation:?}: fds {fds} -> {fds_after}");
+        assert!(
+            threads_after <= threads,
+            "{isolation:?}: threads {threads} -> {threads_after}"
+        );
+        pm.shutdown().await.expect("shutdown");
+    }
+}
