@@ -18,16 +18,24 @@ use crate::process::{BoxFuture, Process, ReplyTo};
 use crate::rpc::server::SharedInstance;
 
 /// Serves one process type's JSON endpoints over its shared instance.
+///
+/// JSON calls share one bound on calls in flight (`limits.max_in_flight`, across all HTTP
+/// connections): a call over the bound is answered `503` at once instead of queueing, so a
+/// flood of requests costs no more memory than the bound allows.
 pub(crate) struct ProcessApi<P: Process> {
     instance: SharedInstance<P>,
     max_frame: usize,
+    permits: tokio::sync::Semaphore,
+    max_in_flight: usize,
 }
 
 impl<P: Process> ProcessApi<P> {
-    pub(crate) fn new(instance: SharedInstance<P>, max_frame: usize) -> Self {
+    pub(crate) fn new(instance: SharedInstance<P>, max_frame: usize, max_in_flight: usize) -> Self {
         Self {
             instance,
             max_frame,
+            permits: tokio::sync::Semaphore::new(max_in_flight),
+            max_in_flight,
         }
     }
 }
@@ -58,6 +66,15 @@ impl<P: Process> HttpApi for ProcessApi<P> {
             if method.starts_with('$') {
                 return Err(HttpError::new(404, format!("no method `{method}`")));
             }
+            let _permit = self.permits.try_acquire().map_err(|_| {
+                HttpError::new(
+                    503,
+                    format!(
+                        "too many calls in flight (the limit is {}); retry later",
+                        self.max_in_flight
+                    ),
+                )
+            })?;
             let args = rmp_serde::to_vec(&args)
                 .map_err(|err| HttpError::new(400, format!("arguments: {err}")))?;
             let reply = ReplyTo {

@@ -594,3 +594,30 @@ async fn going_over_max_cpu_is_reported_as_an_unhealthy_event() {
     assert_eq!(pm.info(handle.id()).expect("info").restarts, 0);
     pm.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_spawned_from_a_short_lived_thread_outlives_that_thread() {
+    let pm = child_manager(RestartPolicy {
+        enabled: false,
+        ..Default::default()
+    });
+    let runtime = tokio::runtime::Handle::current();
+    let spawner = pm.clone();
+    // The parent-death signal belongs to the thread that forked: a child forked here would
+    // be killed the moment this thread ends.
+    let handle = std::thread::spawn(move || {
+        runtime.block_on(spawner.spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default()))
+    })
+    .join()
+    .expect("the spawning thread ends")
+    .expect("spawn");
+    let pid = handle.pid().await.expect("pid");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(handle.pid().await.expect("still serving"), pid);
+    assert!(pid_alive(pid));
+    assert!(matches!(
+        pm.info(handle.id()).expect("info").state,
+        ProcessState::Running { .. }
+    ));
+    pm.shutdown().await.expect("shutdown");
+}

@@ -164,3 +164,48 @@ fn a_standalone_process_refuses_to_start_without_a_token() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("TITAN_PM_TOKEN"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_calls_over_the_in_flight_bound_are_answered_503_and_the_bound_frees_up_after() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut options = pm_runtime::host::HostOptions::new(format!("http://127.0.0.1:{port}"), TOKEN);
+    options.limits.max_in_flight = 2;
+    let hosting = tokio::spawn(pm_runtime::host::host::<pm_tests::Lifecycle>(options));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the host never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let slow = |millis: u64| {
+        tokio::task::spawn_blocking(move || {
+            http_request(port, "POST", "/call/slow", TOKEN, &format!("[{millis}]"))
+        })
+    };
+    let (first, second) = (slow(1500), slow(1500));
+    // Both slow calls are running once the process reports two at once.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = tokio::task::spawn_blocking(move || {
+            http_request(port, "POST", "/call/probe", TOKEN, "[0]")
+        })
+        .await
+        .expect("probe");
+        if status == 503 {
+            assert!(body.contains("too many calls in flight"), "{body}");
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(Instant::now() < deadline, "the bound never filled: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for call in [first, second] {
+        let (status, body) = call.await.expect("slow call");
+        assert_eq!((status, body.trim()), (200, "1500"));
+    }
+    let (status, body) = slow(0).await.expect("after");
+    assert_eq!((status, body.trim()), (200, "0"));
+    hosting.abort();
+}

@@ -106,6 +106,7 @@ pub(crate) async fn serve_listener_with<P: Process>(
         let api = Arc::new(crate::http_api::ProcessApi::<P>::new(
             instance.clone(),
             opts.max_frame,
+            opts.max_in_flight,
         ));
         http_server = Some(tokio::spawn(pm_transport::serve_http(
             tcp,

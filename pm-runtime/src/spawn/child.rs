@@ -2,8 +2,9 @@
 //!
 //! The child gets one end of a socketpair on descriptor 3 and the bootstrap in its
 //! environment. It leads its own process group (so stopping it reaches its descendants), and
-//! it is killed by the kernel if the thread that spawned it dies (parent-death signal); it also
-//! exits by itself when the connection reaches end-of-stream.
+//! it is killed by the kernel when the manager's process dies (parent-death signal, armed from
+//! a thread that lives as long as the process: see `forker`); it also exits by itself when the
+//! connection reaches end-of-stream.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
@@ -136,7 +137,7 @@ pub(crate) fn launch(spec: &LaunchSpec, bound: Option<Bound>) -> Result<Launched
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(|err| {
+    let mut child = super::forker::spawn(command).map_err(|err| {
         let reason = match err.kind() {
             std::io::ErrorKind::NotFound => {
                 format!("binary `{}` not found: {err}", binary.display())

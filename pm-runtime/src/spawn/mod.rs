@@ -1,6 +1,7 @@
 //! Starting one incarnation of a process under each isolation.
 
 pub(crate) mod child;
+mod forker;
 pub(crate) mod inline;
 pub(crate) mod worker;
 
