@@ -171,7 +171,8 @@ async fn json_calls_over_the_in_flight_bound_are_answered_503_and_the_bound_free
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let mut options = pm_runtime::host::HostOptions::new(format!("http://127.0.0.1:{port}"), TOKEN);
+    let address = format!("http://127.0.0.1:{port}");
+    let mut options = pm_runtime::host::HostOptions::new(address.clone(), TOKEN);
     options.limits.max_in_flight = 2;
     let hosting = tokio::spawn(pm_runtime::host::host::<pm_tests::Lifecycle>(options));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -179,33 +180,34 @@ async fn json_calls_over_the_in_flight_bound_are_answered_503_and_the_bound_free
         assert!(Instant::now() < deadline, "the host never listened");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let slow = |millis: u64| {
+    // A typed handle over the WebSocket, which the JSON bound does not cover, watches how
+    // many calls run at once.
+    let pm = ProcessManager::new(ProcessManagerConfig::default());
+    let watcher = pm
+        .connect::<pm_tests::Lifecycle>(&address, TOKEN, SpawnOptions::default())
+        .await
+        .expect("connect");
+    let json_probe = |millis: u64| {
         tokio::task::spawn_blocking(move || {
-            http_request(port, "POST", "/call/slow", TOKEN, &format!("[{millis}]"))
+            http_request(port, "POST", "/call/probe", TOKEN, &format!("[{millis}]"))
         })
     };
-    let (first, second) = (slow(1500), slow(1500));
-    // Both slow calls are running once the process reports two at once.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (status, body) = tokio::task::spawn_blocking(move || {
-            http_request(port, "POST", "/call/probe", TOKEN, "[0]")
-        })
-        .await
-        .expect("probe");
-        if status == 503 {
-            assert!(body.contains("too many calls in flight"), "{body}");
-            break;
-        }
-        assert_eq!(status, 200, "{body}");
-        assert!(Instant::now() < deadline, "the bound never filled: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let (first, second) = (json_probe(3000), json_probe(3000));
+    // Both JSON calls run once the watcher's own probe sees three at once.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while watcher.probe(0).await.expect("watch") < 3 {
+        assert!(Instant::now() < deadline, "the two JSON calls never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let (status, body) = json_probe(0).await.expect("third");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("too many calls in flight"), "{body}");
     for call in [first, second] {
-        let (status, body) = call.await.expect("slow call");
-        assert_eq!((status, body.trim()), (200, "1500"));
+        let (status, body) = call.await.expect("a JSON call");
+        assert_eq!(status, 200, "{body}");
     }
-    let (status, body) = slow(0).await.expect("after");
-    assert_eq!((status, body.trim()), (200, "0"));
+    let (status, body) = json_probe(0).await.expect("after");
+    assert_eq!(status, 200, "{body}");
+    pm.shutdown().await.expect("detach");
     hosting.abort();
 }
