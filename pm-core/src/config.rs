@@ -95,6 +95,12 @@ pub struct RestartPolicy {
     pub backoff: Backoff,
     /// Which exits restart. Default: [`RestartOn::Always`].
     pub restart_on: RestartOn,
+    /// How long an incarnation must stay up for the backoff to start over from
+    /// `backoff.initial` at its next crash. `None` (the default) means twice `backoff.max`,
+    /// and at least 1 s: long enough that a process crashing at the capped pace never counts
+    /// as stable. Zero is refused at spawn: every incarnation would count as stable and the
+    /// backoff would never grow.
+    pub stable_after: Option<Duration>,
 }
 
 impl Default for RestartPolicy {
@@ -105,6 +111,7 @@ impl Default for RestartPolicy {
             window: Duration::from_secs(60),
             backoff: Backoff::default(),
             restart_on: RestartOn::Always,
+            stable_after: None,
         }
     }
 }

@@ -29,6 +29,18 @@ pub(crate) fn backoff_delay(policy: &RestartPolicy, attempt: u32) -> Duration {
     raw.min(backoff.max)
 }
 
+/// How long an incarnation must stay up for the backoff to start over (see
+/// [`RestartPolicy::stable_after`]).
+pub(crate) fn stable_after(policy: &RestartPolicy) -> Duration {
+    policy.stable_after.unwrap_or_else(|| {
+        policy
+            .backoff
+            .max
+            .saturating_mul(2)
+            .max(Duration::from_secs(1))
+    })
+}
+
 /// Refuses a policy whose limit could never trip: if even back-to-back crashes cannot fit
 /// `max_restarts + 1` restarts into `window` because the delays alone are longer, a crash
 /// loop would go on forever.
@@ -40,6 +52,13 @@ pub(crate) fn validate(policy: &RestartPolicy) -> Result<(), Error> {
         return Err(Error::Config(
             "restart_policy.window is zero, so no restart could ever be counted against \
              max_restarts"
+                .into(),
+        ));
+    }
+    if policy.stable_after.is_some_and(|d| d.is_zero()) {
+        return Err(Error::Config(
+            "restart_policy.stable_after is zero, so every incarnation would count as stable \
+             and the backoff would never grow; leave it `None` for the default"
                 .into(),
         ));
     }
@@ -87,11 +106,7 @@ impl RestartTracker {
 
     /// How long an incarnation must stay up for the backoff to start over.
     pub(crate) fn stable_after(&self) -> Duration {
-        self.policy
-            .backoff
-            .max
-            .saturating_mul(2)
-            .max(Duration::from_secs(1))
+        stable_after(&self.policy)
     }
 
     /// Decides after a crash at `now` of an incarnation that had been up for `uptime`.
@@ -147,6 +162,7 @@ mod tests {
                 max: Duration::from_millis(50),
             },
             restart_on: pm_core::RestartOn::Always,
+            stable_after: None,
         }
     }
 
@@ -230,6 +246,31 @@ mod tests {
                 delay: Duration::from_millis(10)
             }
         );
+    }
+
+    #[test]
+    fn the_stable_period_defaults_to_twice_the_cap_and_can_be_set() {
+        let mut p = policy(100, 100_000, BackoffKind::Exponential);
+        assert_eq!(stable_after(&p), Duration::from_secs(1), "at least 1 s");
+        p.backoff.max = Duration::from_secs(3);
+        assert_eq!(stable_after(&p), Duration::from_secs(6));
+        p.stable_after = Some(Duration::from_millis(200));
+        let mut tracker = RestartTracker::new(p.clone());
+        let t0 = Instant::now();
+        for i in 0..3u64 {
+            tracker.on_crash(t0 + Duration::from_millis(i), Duration::ZERO);
+        }
+        // Up for less than the stable period: the streak goes on.
+        assert!(matches!(
+            tracker.on_crash(t0 + Duration::from_secs(1), Duration::from_millis(199)),
+            Decision::Restart { attempt: 4, .. }
+        ));
+        assert!(matches!(
+            tracker.on_crash(t0 + Duration::from_secs(2), Duration::from_millis(200)),
+            Decision::Restart { attempt: 1, .. }
+        ));
+        p.stable_after = Some(Duration::ZERO);
+        assert!(matches!(validate(&p), Err(Error::Config(_))));
     }
 
     #[test]

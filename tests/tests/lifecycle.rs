@@ -188,6 +188,40 @@ async fn restart_delays_follow_the_exponential_backoff_up_to_its_cap() {
 }
 
 #[tokio::test]
+async fn the_backoff_starts_over_after_an_incarnation_stays_up_for_the_stable_period() {
+    let pm = child_manager(RestartPolicy {
+        stable_after: Some(Duration::from_secs(1)),
+        ..policy(100, 60_000, 20, 100)
+    });
+    let mut events = pm.subscribe();
+    let handle = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    collect_events(&mut events, Duration::from_secs(5), |e| {
+        matches!(e, ProcessEvent::Ready { .. })
+    })
+    .await;
+    let mut delays = Vec::new();
+    // Three quick crashes grow the backoff; one incarnation outlives the stable period, so
+    // the next crash starts over; the one after that grows again.
+    for up_ms in [0, 0, 0, 1_500, 0] {
+        tokio::time::sleep(Duration::from_millis(up_ms)).await;
+        handle.exit_soon(1).await.expect("exit");
+        let seen = collect_events(&mut events, Duration::from_secs(5), |e| {
+            matches!(e, ProcessEvent::Ready { .. })
+        })
+        .await;
+        delays.extend(seen.iter().filter_map(|e| match e {
+            ProcessEvent::Restarting { delay, .. } => Some(delay.as_millis() as u64),
+            _ => None,
+        }));
+    }
+    assert_eq!(delays, vec![20, 40, 80, 20, 40]);
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
 async fn kill_9_mid_call_ends_that_call_with_process_exited_and_the_next_call_runs_on_a_new_pid() {
     let pm = child_manager(policy(5, 60_000, 10, 50));
     let handle = pm
