@@ -255,7 +255,7 @@ mod tests {
         p.backoff.max = Duration::from_secs(3);
         assert_eq!(stable_after(&p), Duration::from_secs(6));
         p.stable_after = Some(Duration::from_millis(200));
-        let mut tracker = RestartTracker::new(p.clone());
+        let mut tracker = RestartTracker::new(p);
         let t0 = Instant::now();
         for i in 0..3u64 {
             tracker.on_crash(t0 + Duration::from_millis(i), Duration::ZERO);
