@@ -188,6 +188,33 @@ pub struct Limits {
     pub max_in_flight: usize,
 }
 
+impl Limits {
+    /// The most calls in flight a connection may allow.
+    pub const MAX_IN_FLIGHT: usize = 1 << 20;
+
+    /// Checks the limits are usable: a frame size between 1 KiB and 4 GiB (the length prefix
+    /// is 32 bits) and between 1 and [`Limits::MAX_IN_FLIGHT`] calls in flight.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) naming the field and the allowed range.
+    pub fn check(&self) -> Result<(), crate::Error> {
+        if self.max_frame_size < 1024 || self.max_frame_size > u32::MAX as usize {
+            return Err(crate::Error::Config(format!(
+                "limits.max_frame_size must be between 1 KiB and 4 GiB, not {}",
+                self.max_frame_size
+            )));
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > Self::MAX_IN_FLIGHT {
+            return Err(crate::Error::Config(format!(
+                "limits.max_in_flight must be between 1 and {}, not {}",
+                Self::MAX_IN_FLIGHT,
+                self.max_in_flight
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

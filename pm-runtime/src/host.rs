@@ -110,7 +110,8 @@ impl HostOptions {
 /// set (the token from a secret), and `process_main!` calls this function.
 ///
 /// # Errors
-/// [`Error::Config`] for a bad address or a token shorter than 16 characters;
+/// [`Error::Config`] for a bad address, limits out of range (see [`pm_core::Limits::check`])
+/// or a token shorter than 16 characters;
 /// [`Error::Spawn`] when `init` fails or the address cannot be bound.
 pub async fn host<P: Process>(options: HostOptions) -> Result<(), Error> {
     if options.token.len() < MIN_TOKEN_LEN {
@@ -118,6 +119,7 @@ pub async fn host<P: Process>(options: HostOptions) -> Result<(), Error> {
             "the token must be at least {MIN_TOKEN_LEN} characters long"
         )));
     }
+    options.limits.check()?;
     let address = pm_transport::Address::parse(&options.address).map_err(Error::Config)?;
     let spawn_error = |reason: String| Error::Spawn {
         process: P::NAME.to_owned(),
@@ -154,7 +156,7 @@ pub async fn host<P: Process>(options: HostOptions) -> Result<(), Error> {
     let opts = ServeOptions {
         token: crate::token::Token::from_string(options.token),
         max_frame: options.limits.max_frame_size,
-        max_in_flight: options.limits.max_in_flight.max(1),
+        max_in_flight: options.limits.max_in_flight,
     };
     tokio::select! {
         end = crate::rpc::server::serve_listener_with::<P>(listener, http, opts, instance) => {
@@ -206,7 +208,8 @@ fn take_bootstrap() -> Result<Bootstrap, BootstrapError> {
     Bootstrap::parse(&text)
 }
 
-/// Checks that `fd` is an open socket before taking ownership of it.
+/// Checks that `fd` is an open socket before taking ownership of it, and marks it
+/// close-on-exec.
 fn check_socket(fd: i32) -> Result<(), BootstrapError> {
     // SAFETY: fstat only writes into the zeroed struct we pass and reads no memory of ours.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
@@ -221,6 +224,17 @@ fn check_socket(fd: i32) -> Result<(), BootstrapError> {
     if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return Err(BootstrapError(format!(
             "descriptor {fd} from the bootstrap is not a socket"
+        )));
+    }
+    // Programs this process starts must not inherit the manager's socket: one that outlived
+    // the process would keep the connection open and hide the process's death.
+    // SAFETY: fcntl on a descriptor checked above; it reads and writes no memory of ours.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(BootstrapError(format!(
+            "cannot mark descriptor {fd} close-on-exec: {}",
+            std::io::Error::last_os_error()
         )));
     }
     Ok(())

@@ -223,6 +223,17 @@ impl Managed {
             mut exit,
             control,
         } = (self.launcher)(&self.spec)?;
+        // A child's pid is the one the manager launched, never what the process says. It is
+        // published at once, so a `kill` during the handshake reaches the child: `kill` raises
+        // `stopping` and then reads the pid, this stores the pid and then reads `stopping`
+        // (both sequentially consistent), so at least one of the two sees the other.
+        let child_pid = match control {
+            Control::Child { pid } => Some(pid),
+            _ => None,
+        };
+        if let Some(pid) = child_pid {
+            self.current_pid.store(pid, Ordering::SeqCst);
+        }
         self.emit(ProcessEvent::Spawned {
             id: self.id,
             name: self.name.clone(),
@@ -231,46 +242,21 @@ impl Managed {
             Reach::Connected(_) => None,
             Reach::Listening(address) => Some(address.to_string()),
         };
-        let mut conn = match reach {
-            Reach::Connected(conn) => conn,
-            Reach::Listening(address) => {
-                let max = self.spec.limits.max_frame_size;
-                let connecting = pm_transport::connect(&address, self.spec.token.as_str(), max);
-                match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-                    Ok(Ok(conn)) => conn,
-                    outcome => {
-                        let reason = match outcome {
-                            Ok(Err(err)) => format!("could not connect to {address}: {err}"),
-                            _ => {
-                                format!("could not connect to {address} within {CONNECT_TIMEOUT:?}")
-                            }
-                        };
-                        end_incarnation(control, &mut exit, Duration::ZERO).await;
-                        return Err(Error::Spawn {
-                            process: self.name.clone(),
-                            reason,
-                        });
-                    }
-                }
+        let mut stop_signal = self.stop_signal.subscribe();
+        let established = tokio::select! {
+            established = self.establish(reach) => established,
+            _ = stop_signal.wait_for(|stopped| *stopped) => {
+                Err((self.unavailable("it was stopped while starting"), false))
             }
         };
-        let greeting = handshake(
-            &mut conn,
-            &self.identity,
-            &self.spec.token,
-            self.dependencies.clone(),
-            self.spec.limits.max_frame_size,
-            HANDSHAKE_TIMEOUT,
-        )
-        .await;
-        let greeting = match greeting {
-            Ok(greeting) => greeting,
-            Err(err) => {
-                drop(conn);
+        let (conn, greeting) = match established {
+            Ok(established) => established,
+            Err((err, explain_exit)) => {
                 // A process that went away during the handshake has usually just exited: give
                 // the reaper a moment so the error can say how.
-                let ended = wait_exit(&mut exit, Duration::from_millis(300)).await;
+                let ended = explain_exit && wait_exit(&mut exit, Duration::from_millis(300)).await;
                 end_incarnation(control, &mut exit, Duration::ZERO).await;
+                self.forget_pid(child_pid);
                 let err = match err {
                     Error::Spawn { process, reason } if ended => {
                         let how = exit
@@ -287,11 +273,6 @@ impl Managed {
                 };
                 return Err(err);
             }
-        };
-        // A child's pid is the one the manager launched, never what the process says.
-        let child_pid = match control {
-            Control::Child { pid } => Some(pid),
-            _ => None,
         };
         let pid = child_pid.unwrap_or(greeting.pid);
         let rpc = RpcConnection::start(
@@ -311,6 +292,7 @@ impl Managed {
             rpc.abort(error.clone());
             drop(rpc);
             end_incarnation(control, &mut exit, Duration::ZERO).await;
+            self.forget_pid(child_pid);
             return Err(error);
         }
         *slot = Some(Incarnation {
@@ -319,8 +301,8 @@ impl Managed {
             control,
             _dir: dir,
         });
-        self.current_pid
-            .store(child_pid.unwrap_or(0), Ordering::SeqCst);
+        // A reason the manager gave for ending an earlier incarnation is no reason for this one.
+        lock(&self.recycle_reason).take();
         {
             let mut status = lock(&self.status);
             status.state = ProcessState::Running {};
@@ -334,6 +316,57 @@ impl Managed {
         tokio::spawn(self.clone().monitor(Arc::downgrade(&rpc), child_pid));
         tokio::spawn(self.clone().supervise(exit, rpc));
         Ok(())
+    }
+
+    /// Connects to a launched incarnation (when it listens) and runs the handshake. On
+    /// failure, also says whether the process's own exit may explain it.
+    async fn establish(
+        &self,
+        reach: Reach,
+    ) -> Result<(pm_transport::Connection, crate::rpc::handshake::Greeting), (Error, bool)> {
+        let mut conn = match reach {
+            Reach::Connected(conn) => conn,
+            Reach::Listening(address) => {
+                let max = self.spec.limits.max_frame_size;
+                let connecting = pm_transport::connect(&address, self.spec.token.as_str(), max);
+                match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+                    Ok(Ok(conn)) => conn,
+                    outcome => {
+                        let reason = match outcome {
+                            Ok(Err(err)) => format!("could not connect to {address}: {err}"),
+                            _ => {
+                                format!("could not connect to {address} within {CONNECT_TIMEOUT:?}")
+                            }
+                        };
+                        let error = Error::Spawn {
+                            process: self.name.clone(),
+                            reason,
+                        };
+                        return Err((error, false));
+                    }
+                }
+            }
+        };
+        let greeting = handshake(
+            &mut conn,
+            &self.identity,
+            &self.spec.token,
+            self.dependencies.clone(),
+            self.spec.limits.max_frame_size,
+            HANDSHAKE_TIMEOUT,
+        )
+        .await
+        .map_err(|err| (err, true))?;
+        Ok((conn, greeting))
+    }
+
+    /// Clears the published pid if it is still `pid` (a newer incarnation's stays).
+    fn forget_pid(&self, pid: Option<u32>) {
+        if let Some(pid) = pid {
+            let _ = self
+                .current_pid
+                .compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
+        }
     }
 
     /// Watches one incarnation; on an unrequested end, restarts or gives up.
@@ -357,14 +390,10 @@ impl Managed {
             return;
         };
         self.link.send_replace(Link::Down);
-        drop(rpc);
         // Held until the incarnation has really ended, so a stop arriving now waits for it.
         end_incarnation(control, &mut exit, Duration::ZERO).await;
         self.current_pid.store(0, Ordering::SeqCst);
-        drop(slot);
-        if self.stopping.load(Ordering::SeqCst) {
-            return;
-        }
+        lock(&self.status).pid = None;
         let ended = exit.borrow().clone();
         let recycled = lock(&self.recycle_reason).take();
         let clean = ended.as_ref().is_some_and(|e| e.clean) && recycled.is_none();
@@ -374,6 +403,17 @@ impl Managed {
             (None, Some(how)) => how.description.clone(),
             (None, None) => "connection closed".to_owned(),
         };
+        // Calls still waiting on the old connection end now, even if its socket stays open
+        // (a descendant of the process may hold a copy of it).
+        rpc.abort(Error::ProcessExited {
+            process: self.name.clone(),
+            reason: reason.clone(),
+        });
+        drop(rpc);
+        drop(slot);
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
         if clean && self.restart_on == RestartOn::OnFailure {
             tracing::info!(process = %self.name, id = %self.id, %reason, "process exited cleanly; not restarting");
             self.link.send_replace(Link::Gone(
@@ -499,7 +539,14 @@ impl Managed {
             if health.enabled && now >= next_health {
                 next_health = now + health.interval;
                 let verdict = match pm_core::wire::encode_value(&(), conn.max_frame()) {
-                    Ok(args) => match conn.call("$health", &args, Some(health.timeout)).await {
+                    Ok(args) => match conn
+                        .call(
+                            crate::rpc::client::HEALTH_METHOD,
+                            &args,
+                            Some(health.timeout),
+                        )
+                        .await
+                    {
                         Ok(frame) => match frame.decode::<pm_core::HealthStatus>() {
                             Ok(status) if status.status != pm_core::HealthState::Unhealthy => {
                                 Ok(())
@@ -554,15 +601,21 @@ impl Managed {
         let mut status = lock(&self.status);
         status.state = ProcessState::Stopped {};
         status.up_since = None;
+        status.pid = None;
         drop(status);
         self.emit(ProcessEvent::Stopped { id: self.id });
     }
 
     fn fail(&self, reason: String) {
         tracing::error!(process = %self.name, id = %self.id, %reason, "process failed for good");
-        self.set_state(ProcessState::Failed {
-            reason: reason.clone(),
-        });
+        {
+            let mut status = lock(&self.status);
+            status.state = ProcessState::Failed {
+                reason: reason.clone(),
+            };
+            status.up_since = None;
+            status.pid = None;
+        }
         self.link.send_replace(Link::Gone(
             self.unavailable(format!("it failed for good: {reason}")),
         ));
@@ -593,6 +646,10 @@ impl Managed {
         self.link
             .send_replace(Link::Gone(self.unavailable("it was stopped")));
         let mut slot = self.incarnation.lock().await;
+        // Again under the lock: a start or a supervision that checked `stopping` just before
+        // it was raised may have published since; both publish only under this lock.
+        self.link
+            .send_replace(Link::Gone(self.unavailable("it was stopped")));
         if let Some(Incarnation {
             rpc,
             mut exit,
@@ -625,7 +682,18 @@ impl Managed {
 
     /// Ends the process at once (SIGKILL for a child's whole group), without hooks and
     /// without restart. Does not wait behind a graceful stop in progress to send the signal.
-    pub(crate) async fn kill(&self) {
+    ///
+    /// Like `stop`, the teardown runs in its own task, so giving up on this future does not
+    /// leave it half done.
+    pub(crate) async fn kill(self: &Arc<Self>) {
+        self.kill_signal();
+        let this = self.clone();
+        let _ = tokio::spawn(async move { this.kill_now().await }).await;
+    }
+
+    /// Marks the process as ending for good and SIGKILLs the running child's group, without
+    /// waiting for anything.
+    fn kill_signal(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.stop_signal.send_replace(true);
         self.link
@@ -634,7 +702,14 @@ impl Managed {
         if pid != 0 {
             signal_group(pid, libc::SIGKILL);
         }
+    }
+
+    async fn kill_now(&self) {
         let mut slot = self.incarnation.lock().await;
+        if !matches!(&*self.link.borrow(), Link::Gone(_)) {
+            self.link
+                .send_replace(Link::Gone(self.unavailable("it was killed")));
+        }
         if let Some(Incarnation {
             rpc,
             mut exit,
@@ -654,8 +729,11 @@ impl Managed {
         self.mark_stopped();
     }
 
-    /// Best-effort synchronous teardown for when the manager is dropped without `shutdown`.
-    pub(crate) fn abandon(&self) {
+    /// Teardown for when the manager is dropped without `shutdown`: kills a child's group
+    /// and closes a worker's or in-process instance's connection at once. When a start, stop
+    /// or supervision holds the incarnation right now, the job is finished after it on the
+    /// current runtime, if there is one.
+    pub(crate) fn abandon(self: &Arc<Self>) {
         self.stopping.store(true, Ordering::SeqCst);
         self.stop_signal.send_replace(true);
         let pid = self.current_pid.load(Ordering::SeqCst);
@@ -664,12 +742,25 @@ impl Managed {
         }
         self.link
             .send_replace(Link::Gone(self.unavailable("its manager was dropped")));
-        if let Ok(mut slot) = self.incarnation.try_lock() {
-            if let Some(incarnation) = slot.take() {
-                if let Control::Child { pid } = incarnation.control {
-                    signal_group(pid, libc::SIGKILL);
+        match self.incarnation.try_lock() {
+            Ok(mut slot) => {
+                if let Some(incarnation) = slot.take() {
+                    // Closing the connection ends a worker's serving, so its thread returns.
+                    incarnation
+                        .rpc
+                        .abort(self.unavailable("its manager was dropped"));
+                    match incarnation.control {
+                        Control::Child { pid } => signal_group(pid, libc::SIGKILL),
+                        Control::Inline { task } => task.abort(),
+                        Control::Worker { .. } | Control::Attached { .. } => {}
+                    }
                 }
-                // Dropping the connection ends workers and in-process instances.
+            }
+            Err(_) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let this = self.clone();
+                    runtime.spawn(async move { this.kill_now().await });
+                }
             }
         }
     }

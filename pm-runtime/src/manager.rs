@@ -163,17 +163,7 @@ impl ProcessManager {
         crate::supervisor::validate(&config.restart_policy)?;
         let name = options.name.unwrap_or_else(|| P::NAME.to_owned());
         let transport = options.transport.unwrap_or(config.transport);
-        if config.limits.max_frame_size < 1024 || config.limits.max_frame_size > u32::MAX as usize {
-            return Err(Error::Config(format!(
-                "limits.max_frame_size must be between 1 KiB and 4 GiB, not {}",
-                config.limits.max_frame_size
-            )));
-        }
-        if config.limits.max_in_flight == 0 {
-            return Err(Error::Config(
-                "limits.max_in_flight must be at least 1".into(),
-            ));
-        }
+        config.limits.check()?;
         let dependencies = match options.dependencies {
             None => bytes::Bytes::from_static(&[0xc0]), // MessagePack nil
             Some(Ok(bytes)) => bytes,
@@ -216,8 +206,13 @@ impl ProcessManager {
             monitoring: config.monitoring,
             resources: config.resources,
         });
-        managed.start_incarnation().await?;
+        // Listed before it starts, so a `shutdown` racing this spawn stops it too (its start
+        // then fails with "stopped while starting") instead of missing it.
         self.processes().push(managed.clone());
+        if let Err(err) = managed.start_incarnation().await {
+            self.processes().retain(|m| !Arc::ptr_eq(m, &managed));
+            return Err(err);
+        }
         Ok(managed)
     }
 
@@ -247,7 +242,9 @@ impl ProcessManager {
         let conn = managed.current()?;
         let timeout = self.inner.config.monitoring.health_check.timeout;
         let args = pm_core::wire::encode_value(&(), conn.max_frame())?;
-        let frame = conn.call("$health", &args, Some(timeout)).await?;
+        let frame = conn
+            .call(crate::rpc::client::HEALTH_METHOD, &args, Some(timeout))
+            .await?;
         Ok(frame.decode()?)
     }
 

@@ -14,6 +14,9 @@ use crate::spawn::ExitReceiver;
 
 type Waiter = oneshot::Sender<Result<Frame, Error>>;
 
+/// The internal method name of the health check.
+pub(crate) const HEALTH_METHOD: &str = "$health";
+
 /// How long the reader waits for the process's exit status after the connection closes, so
 /// the error of calls in flight can say how the process ended.
 const EXIT_REASON_WAIT: Duration = Duration::from_millis(300);
@@ -30,7 +33,9 @@ struct Shared {
 /// A multiplexed RPC connection to one process incarnation.
 pub(crate) struct RpcConnection {
     shared: Arc<Shared>,
-    sender: FrameSender,
+    /// Dropped by [`RpcConnection::abort`], so an aborted connection closes at once (the
+    /// peer sees end-of-stream) even while callers or supervision still hold this value.
+    sender: Mutex<Option<FrameSender>>,
     next_id: AtomicU64,
     permits: Semaphore,
     max_frame: usize,
@@ -75,7 +80,7 @@ impl RpcConnection {
         tokio::spawn(read_replies(conn.receiver, shared.clone(), exit_reason));
         Arc::new(Self {
             shared,
-            sender: conn.sender,
+            sender: Mutex::new(Some(conn.sender)),
             next_id: AtomicU64::new(2),
             permits: Semaphore::new(max_in_flight),
             max_frame,
@@ -114,14 +119,20 @@ impl RpcConnection {
             method: method.to_owned(),
             after: deadline.unwrap_or_default(),
         };
-        let acquire = self.permits.acquire();
-        let permit = match due {
-            Some(due) => tokio::time::timeout_at(due, acquire)
-                .await
-                .map_err(|_| timed_out())?,
-            None => acquire.await,
+        // Health checks do not queue behind calls: a process busy with `max_in_flight` long
+        // calls is busy, not unhealthy (the process side gives them their own small bound).
+        let _permit = if method == HEALTH_METHOD {
+            None
+        } else {
+            let acquire = self.permits.acquire();
+            let permit = match due {
+                Some(due) => tokio::time::timeout_at(due, acquire)
+                    .await
+                    .map_err(|_| timed_out())?,
+                None => acquire.await,
+            };
+            Some(permit.map_err(|_| Error::Transport("connection closed".into()))?)
         };
-        let _permit = permit.map_err(|_| Error::Transport("connection closed".into()))?;
         let remaining = due.map(|due| due.saturating_duration_since(tokio::time::Instant::now()));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = wire::encode_call_raw(id, method, remaining, args, self.max_frame)?;
@@ -168,11 +179,18 @@ impl RpcConnection {
             }
             pending.insert(id, tx);
         }
-        if self.sender.send(frame).is_err() {
+        if !self.send(frame) {
             lock(&self.shared.pending).remove(&id);
             return Err(self.closed_error());
         }
         Ok(rx)
+    }
+
+    /// Queues a frame; `false` once the connection is closed or aborted.
+    fn send(&self, frame: Frame) -> bool {
+        lock(&self.sender)
+            .as_ref()
+            .is_some_and(|sender| sender.send(frame).is_ok())
     }
 
     fn closed_error(&self) -> Error {
@@ -181,8 +199,9 @@ impl RpcConnection {
             .unwrap_or_else(|| Error::Transport("connection closed".into()))
     }
 
-    /// Ends every call in flight with `error` and refuses new ones. The connection itself
-    /// closes once the last holder of it is dropped (calls release it as they end).
+    /// Ends every call in flight with `error`, refuses new ones and closes the connection:
+    /// frames already queued are still written, then the peer sees end-of-stream, and the
+    /// reader stops (so a socket some other process still holds open is released too).
     pub(crate) fn abort(&self, error: Error) {
         let waiters: Vec<Waiter> = {
             let mut pending = lock(&self.shared.pending);
@@ -193,6 +212,7 @@ impl RpcConnection {
             let _ = waiter.send(Err(error.clone()));
         }
         self.shared.closed_signal.send_replace(true);
+        lock(&self.sender).take();
     }
 
     /// Asks the process to shut down gracefully within `grace`, and waits for its answer or
@@ -220,10 +240,7 @@ struct CancelOnDrop<'a> {
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed && lock(&self.conn.shared.pending).remove(&self.id).is_some() {
-            let _ = self
-                .conn
-                .sender
-                .send(Frame::empty(FrameKind::Cancel, self.id));
+            self.conn.send(Frame::empty(FrameKind::Cancel, self.id));
         }
     }
 }
@@ -269,8 +286,14 @@ async fn read_replies(
     shared: Arc<Shared>,
     exit_reason: Option<ExitReceiver>,
 ) {
+    let mut aborted = shared.closed_signal.subscribe();
     let mut reason = loop {
-        match receiver.recv().await {
+        let received = tokio::select! {
+            received = receiver.recv() => received,
+            // Aborted: the callers have their error; stop reading and release the socket.
+            _ = aborted.wait_for(|closed| *closed) => return,
+        };
+        match received {
             Some(Ok(Incoming::Frame(frame))) => match frame.kind() {
                 FrameKind::ReplyOk | FrameKind::ReplyErr => {
                     if let Some(waiter) = lock(&shared.pending).remove(&frame.id()) {

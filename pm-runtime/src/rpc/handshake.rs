@@ -26,12 +26,12 @@ async fn next_frame(
     conn: &mut Connection,
     process: &str,
     step: &str,
-    timeout: Duration,
+    (due, limit): (tokio::time::Instant, Duration),
 ) -> Result<wire::Frame, Error> {
-    match tokio::time::timeout(timeout, conn.receiver.recv()).await {
+    match tokio::time::timeout_at(due, conn.receiver.recv()).await {
         Err(_) => Err(spawn_error(
             process,
-            format!("no answer to {step} within {timeout:?}"),
+            format!("no answer to {step}: the handshake and init may take {limit:?} in all"),
         )),
         Ok(None) => Err(spawn_error(
             process,
@@ -45,7 +45,8 @@ async fn next_frame(
     }
 }
 
-/// Says hello, checks the process is `expected`, and sends it its dependencies.
+/// Says hello, checks the process is `expected`, and sends it its dependencies, all within
+/// `timeout` (one limit for the whole exchange, `init` included).
 ///
 /// Fails with [`Error::VersionMismatch`] when the identity differs (before any call is sent),
 /// with [`Error::Spawn`] when the process refuses, closes, or its `init` fails.
@@ -58,6 +59,7 @@ pub(crate) async fn handshake(
     timeout: Duration,
 ) -> Result<Greeting, Error> {
     let process = expected.name.as_str();
+    let deadline = (tokio::time::Instant::now() + timeout, timeout);
     let hello = Hello {
         protocol: PROTOCOL_VERSION,
         token: token.as_str().to_owned(),
@@ -68,7 +70,7 @@ pub(crate) async fn handshake(
         .send(builder.finish()?)
         .map_err(|e| spawn_error(process, format!("could not send hello: {e}")))?;
 
-    let answer = next_frame(conn, process, "the handshake", timeout).await?;
+    let answer = next_frame(conn, process, "the handshake", deadline).await?;
     let welcome: Welcome = match answer.kind() {
         FrameKind::Welcome => answer.decode()?,
         FrameKind::Reject => {
@@ -104,7 +106,7 @@ pub(crate) async fn handshake(
     conn.sender
         .send(builder.finish()?)
         .map_err(|e| spawn_error(process, format!("could not send dependencies: {e}")))?;
-    let answer = next_frame(conn, process, "init", timeout).await?;
+    let answer = next_frame(conn, process, "init", deadline).await?;
     match answer.kind() {
         FrameKind::ReplyOk => Ok(Greeting { pid: welcome.pid }),
         FrameKind::ReplyErr => {

@@ -15,6 +15,7 @@ use tokio::task::AbortHandle;
 
 use crate::catch::{panic_message, CatchUnwind};
 use crate::process::{expected_identity, DispatchResult, Process, ProcessCell, ReplyTo};
+use crate::rpc::client::HEALTH_METHOD;
 use crate::token::Token;
 
 /// How long a client may take to say hello before the connection is dropped.
@@ -184,6 +185,7 @@ pub(crate) async fn serve_with<P: Process>(
                 sender: conn.sender.clone(),
                 in_flight: Arc::new(Mutex::new(HashMap::new())),
                 permits: Arc::new(Semaphore::new(opts.max_in_flight)),
+                health_permits: Arc::new(Semaphore::new(HEALTH_CHECKS_IN_FLIGHT)),
                 opts,
             }
             .run(conn)
@@ -327,12 +329,30 @@ pub(crate) async fn build_instance<P: Process>(
 
 type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
 
+/// How many health checks may run at once on one connection. They do not take call slots
+/// (a process busy with long calls is busy, not unhealthy), so they get a bound of their own.
+const HEALTH_CHECKS_IN_FLIGHT: usize = 2;
+
 struct CallLoop<P: Process> {
     cell: ProcessCell<P>,
     sender: FrameSender,
     in_flight: InFlight,
     permits: Arc<Semaphore>,
+    health_permits: Arc<Semaphore>,
     opts: ServeOptions,
+}
+
+impl<P: Process> Drop for CallLoop<P> {
+    /// However serving ends (even by being aborted, as an in-process instance is when it is
+    /// killed), no call's task outlives it.
+    fn drop(&mut self) {
+        self.abort_all();
+    }
+}
+
+/// Whether `frame` calls the health check (which bypasses the call slots).
+fn is_health_call(frame: &Frame) -> bool {
+    decode_call(frame).is_ok_and(|call| call.method == HEALTH_METHOD)
 }
 
 impl<P: Process> CallLoop<P> {
@@ -385,6 +405,20 @@ impl<P: Process> CallLoop<P> {
                 }
             };
             match frame.kind() {
+                FrameKind::Call if is_health_call(&frame) => {
+                    match self.health_permits.clone().try_acquire_owned() {
+                        Ok(permit) => self.start_call(&frame, permit),
+                        Err(_) => {
+                            let error = RemoteError::new(
+                                RemoteErrorKind::Internal,
+                                format!(
+                                    "{HEALTH_CHECKS_IN_FLIGHT} health checks are already running"
+                                ),
+                            );
+                            self.send(encode_error(frame.id(), &error, self.opts.max_frame));
+                        }
+                    }
+                }
                 FrameKind::Call => match self.permits.clone().try_acquire_owned() {
                     Ok(permit) if waiting.is_empty() => self.start_call(&frame, permit),
                     _ => waiting.push_back(frame),
@@ -426,6 +460,16 @@ impl<P: Process> CallLoop<P> {
 
     fn start_call(&self, frame: &Frame, permit: tokio::sync::OwnedSemaphorePermit) {
         let id = frame.id();
+        if lock(&self.in_flight).contains_key(&id) {
+            // Replacing the registered call would leave it running where no cancel, abort or
+            // drain could reach it.
+            let error = RemoteError::new(
+                RemoteErrorKind::InvalidArguments,
+                format!("a call with id {id} is already in flight on this connection"),
+            );
+            self.send(encode_error(id, &error, self.opts.max_frame));
+            return;
+        }
         let reply = ReplyTo {
             id,
             max_frame: self.opts.max_frame,
@@ -439,7 +483,7 @@ impl<P: Process> CallLoop<P> {
             }
         };
         let future = match call.method {
-            "$health" => {
+            HEALTH_METHOD => {
                 let health = P::__health(&self.cell);
                 Some(Box::pin(async move {
                     let status = health.await;
@@ -531,19 +575,29 @@ impl<P: Process> CallLoop<P> {
             let _ = self.permits.acquire_many(all).await;
         };
         let refuse_new = async {
+            let shutting_down = || {
+                RemoteError::new(
+                    RemoteErrorKind::ShuttingDown,
+                    format!("process `{}` is shutting down", P::NAME),
+                )
+            };
             while let Some(Ok(incoming)) = conn.receiver.recv().await {
-                if let Incoming::Frame(frame) = incoming {
-                    match frame.kind() {
+                match incoming {
+                    Incoming::Frame(frame) => match frame.kind() {
                         FrameKind::Call => {
-                            let error = RemoteError::new(
-                                RemoteErrorKind::ShuttingDown,
-                                format!("process `{}` is shutting down", P::NAME),
-                            );
-                            self.send(encode_error(frame.id(), &error, self.opts.max_frame));
+                            self.send(encode_error(
+                                frame.id(),
+                                &shutting_down(),
+                                self.opts.max_frame,
+                            ));
                         }
                         FrameKind::Cancel => self.cancel(frame.id()),
                         _ => {}
+                    },
+                    Incoming::Oversize { kind, id, .. } if kind == FrameKind::Call as u8 => {
+                        self.send(encode_error(id, &shutting_down(), self.opts.max_frame));
                     }
+                    Incoming::Oversize { .. } => {}
                 }
             }
             std::future::pending::<()>().await
