@@ -297,3 +297,34 @@ impl Default for PoolOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_out_of_range_are_refused_naming_the_field() {
+        assert!(Limits::default().check().is_ok());
+        let cases = [
+            (512, 8, "max_frame_size"),
+            ((u32::MAX as usize) + 1, 8, "max_frame_size"),
+            (4096, 0, "max_in_flight"),
+            (4096, Limits::MAX_IN_FLIGHT + 1, "max_in_flight"),
+        ];
+        for (max_frame_size, max_in_flight, field) in cases {
+            let limits = Limits {
+                max_frame_size,
+                max_in_flight,
+            };
+            match limits.check() {
+                Err(crate::Error::Config(message)) => assert!(message.contains(field), "{message}"),
+                other => panic!("{limits:?} gave {other:?}"),
+            }
+        }
+        let largest = Limits {
+            max_frame_size: u32::MAX as usize,
+            max_in_flight: Limits::MAX_IN_FLIGHT,
+        };
+        assert!(largest.check().is_ok());
+    }
+}

@@ -71,7 +71,8 @@ pub struct ProcessInfo {
     pub name: String,
     /// The version it reported.
     pub version: String,
-    /// The OS pid of the process hosting it (the manager's own for worker and in-process).
+    /// The OS pid of the process hosting it (the manager's own for worker and in-process; a
+    /// child's from its launch on). `None` while nothing runs: stopped, failed, restarting.
     pub pid: Option<u32>,
     /// Its state.
     pub state: ProcessState,

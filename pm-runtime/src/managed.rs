@@ -216,6 +216,13 @@ impl Managed {
     }
 
     async fn start_incarnation_inner(self: Arc<Self>) -> Result<(), Error> {
+        // Held for the whole start, so a `stop` or `kill` (which raise `stopping` and the stop
+        // signal first, cutting the handshake short) returns only once this start has ended
+        // what it launched: a `shutdown` racing a spawn leaves nothing running.
+        let mut slot = self.incarnation.lock().await;
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(self.unavailable("it was stopped"));
+        }
         self.set_state(ProcessState::Starting {});
         let Launched {
             reach,
@@ -233,6 +240,7 @@ impl Managed {
         };
         if let Some(pid) = child_pid {
             self.current_pid.store(pid, Ordering::SeqCst);
+            lock(&self.status).pid = Some(pid);
         }
         self.emit(ProcessEvent::Spawned {
             id: self.id,
@@ -244,10 +252,12 @@ impl Managed {
         };
         let mut stop_signal = self.stop_signal.subscribe();
         let established = tokio::select! {
-            established = self.establish(reach) => established,
+            // A stop wins over a handshake that fails at the same time because of it.
+            biased;
             _ = stop_signal.wait_for(|stopped| *stopped) => {
                 Err((self.unavailable("it was stopped while starting"), false))
             }
+            established = self.establish(reach) => established,
         };
         let (conn, greeting) = match established {
             Ok(established) => established,
@@ -257,6 +267,7 @@ impl Managed {
                 let ended = explain_exit && wait_exit(&mut exit, Duration::from_millis(300)).await;
                 end_incarnation(control, &mut exit, Duration::ZERO).await;
                 self.forget_pid(child_pid);
+                lock(&self.status).pid = None;
                 let err = match err {
                     Error::Spawn { process, reason } if ended => {
                         let how = exit
@@ -283,16 +294,15 @@ impl Managed {
             self.spec.limits.max_in_flight,
             Some(exit.clone()),
         );
-        let mut slot = self.incarnation.lock().await;
-        // `stop` and `kill` raise the flag before taking this lock: checking under it means a
-        // stop that came during the handshake is never undone by publishing this incarnation.
+        // `stop` and `kill` raise the flag before taking the lock this start holds: checking it
+        // here means a stop that came during the handshake is never undone by publishing.
         if self.stopping.load(Ordering::SeqCst) {
-            drop(slot);
             let error = self.unavailable("it was stopped while starting");
             rpc.abort(error.clone());
             drop(rpc);
             end_incarnation(control, &mut exit, Duration::ZERO).await;
             self.forget_pid(child_pid);
+            lock(&self.status).pid = None;
             return Err(error);
         }
         *slot = Some(Incarnation {

@@ -220,6 +220,42 @@ impl Lifecycle {
         }
     }
 
+    /// Starts `sleep 30` in a process group of its own (as a daemonizing program would), so
+    /// it outlives this process and its group; returns its pid.
+    #[public]
+    pub async fn spawn_daemon(&self) -> u32 {
+        use std::os::unix::process::CommandExt;
+        match std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+        {
+            Ok(child) => child.id(),
+            Err(_) => 0,
+        }
+    }
+
+    /// Waits `millis`, counting itself in [`LINGERING`] while it runs and in
+    /// [`LINGER_DROPPED`] if its future is dropped before the end. The counters are statics,
+    /// readable by a test that runs this process in-process.
+    #[public]
+    pub async fn linger(&self, millis: u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        struct Guard(bool);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                LINGERING.fetch_sub(1, SeqCst);
+                if !self.0 {
+                    LINGER_DROPPED.fetch_add(1, SeqCst);
+                }
+            }
+        }
+        LINGERING.fetch_add(1, SeqCst);
+        let mut guard = Guard(false);
+        tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        guard.0 = true;
+    }
+
     /// Ignores SIGTERM from now on.
     #[public]
     pub async fn ignore_sigterm(&self) {
@@ -269,6 +305,30 @@ impl Lifecycle {
             hoard.push(block);
         }
         total
+    }
+}
+
+/// `Lifecycle::linger` calls running now, in this OS process.
+pub static LINGERING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// `Lifecycle::linger` calls whose future was dropped before the end, in this OS process.
+pub static LINGER_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A process whose `init` takes as many milliseconds as its dependencies say.
+#[derive(Debug)]
+pub struct SlowStart;
+
+#[process(name = "slow-start", version = "1.0.0")]
+impl SlowStart {
+    /// Sleeps `millis`, then is ready.
+    pub async fn init(millis: u64) -> Self {
+        tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        SlowStart
+    }
+
+    /// The pid serving calls.
+    #[public]
+    pub async fn pid(&self) -> u32 {
+        std::process::id()
     }
 }
 

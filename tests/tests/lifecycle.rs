@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use pm_runtime::prelude::*;
 use pm_runtime::Error;
-use pm_tests::{pid_alive, wait_dead, CrashPlan, Crasher, Lifecycle};
+use pm_tests::{pid_alive, wait_dead, CrashPlan, Crasher, Lifecycle, SlowStart};
 
 const CRASHER: &str = env!("CARGO_BIN_EXE_test-crasher");
 const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
 const MANAGER: &str = env!("CARGO_BIN_EXE_test-manager");
+const SLOW_START: &str = env!("CARGO_BIN_EXE_test-slow-start");
 
 fn policy(max_restarts: u32, window_ms: u64, initial_ms: u64, max_ms: u64) -> RestartPolicy {
     RestartPolicy {
@@ -653,5 +654,200 @@ async fn a_child_spawned_from_a_short_lived_thread_outlives_that_thread() {
         pm.info(handle.id()).expect("info").state,
         ProcessState::Running { .. }
     ));
+    pm.shutdown().await.expect("shutdown");
+}
+
+/// SIGKILLs a pid when dropped, so a test that fails leaves nothing behind.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: signalling a process this test started.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
+#[tokio::test]
+async fn a_call_in_flight_ends_when_the_child_dies_even_if_a_daemon_it_started_lives_on() {
+    let pm = child_manager(policy(5, 60_000, 10, 50));
+    let handle = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    let daemon = handle.spawn_daemon().await.expect("daemon");
+    assert_ne!(daemon, 0, "sleep could not be started");
+    let _daemon = KillOnDrop(daemon);
+    let inherited = std::fs::read_link(format!("/proc/{daemon}/fd/3"))
+        .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+    assert!(!inherited, "the daemon inherited the manager's socket");
+    let pid = handle.pid().await.expect("pid");
+    let call = {
+        let handle = handle.clone();
+        tokio::spawn(async move { handle.slow(30_000).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let err = tokio::time::timeout(Duration::from_secs(3), call)
+        .await
+        .expect("the call ended")
+        .expect("task")
+        .expect_err("failed");
+    assert!(matches!(err, Error::ProcessExited { .. }), "{err:?}");
+    assert!(pid_alive(daemon), "the daemon is outside the child's group");
+    pm.shutdown().await.expect("shutdown");
+}
+
+/// Spawns a `SlowStart` whose init takes 10 s, in a task; returns the task and, once the
+/// child is launched, its id and pid.
+async fn spawn_slow_start(
+    pm: &ProcessManager,
+) -> (
+    tokio::task::JoinHandle<Result<ProcessId, Error>>,
+    ProcessId,
+    u32,
+) {
+    let spawning = {
+        let pm = pm.clone();
+        tokio::spawn(async move {
+            pm.spawn::<SlowStart>(SLOW_START, SpawnOptions::default().dependencies(10_000u64))
+                .await
+                .map(|handle| handle.id())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (id, pid) = loop {
+        // Listed, with the child's pid, from its launch on.
+        if let Some(info) = pm.list().first() {
+            if let Some(pid) = info.pid {
+                assert!(matches!(info.state, ProcessState::Starting { .. }));
+                break (info.id, pid);
+            }
+        }
+        assert!(Instant::now() < deadline, "the child was never launched");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Into the init.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (spawning, id, pid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_a_slow_init_ends_the_child_at_once_and_fails_the_spawn() {
+    let pm = child_manager(policy(5, 60_000, 10, 50));
+    let (spawning, id, pid) = spawn_slow_start(&pm).await;
+    let _child = KillOnDrop(pid);
+    let started = Instant::now();
+    pm.kill(id).await.expect("kill");
+    assert!(
+        !pid_alive(pid),
+        "kill returned with the child alive after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(2), spawning)
+        .await
+        .expect("the spawn ended")
+        .expect("task");
+    assert!(
+        matches!(outcome, Err(Error::Unavailable { .. })),
+        "{outcome:?}"
+    );
+    assert!(pm.list().is_empty(), "a failed spawn is not listed");
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_a_slow_init_stops_that_process_before_it_returns() {
+    let pm = child_manager(policy(5, 60_000, 10, 50));
+    let (spawning, _id, pid) = spawn_slow_start(&pm).await;
+    let _child = KillOnDrop(pid);
+    pm.shutdown().await.expect("shutdown");
+    assert!(!pid_alive(pid), "shutdown returned with the child alive");
+    let outcome = tokio::time::timeout(Duration::from_secs(2), spawning)
+        .await
+        .expect("the spawn ended")
+        .expect("task");
+    assert!(
+        matches!(outcome, Err(Error::Unavailable { .. })),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_busy_with_as_many_calls_as_it_may_run_still_passes_its_health_checks() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        restart_policy: policy(5, 60_000, 10, 50),
+        monitoring: Monitoring {
+            health_check: HealthCheckConfig {
+                enabled: true,
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(300),
+                failure_threshold: 2,
+            },
+            ..Default::default()
+        },
+        limits: Limits {
+            max_in_flight: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let mut events = pm.subscribe();
+    let handle = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.slow(1_500).await })
+        })
+        .collect();
+    for call in busy {
+        assert_eq!(call.await.expect("task").expect("busy call"), 1_500);
+    }
+    let health = pm.get_health(handle.id()).await.expect("health");
+    assert_eq!(health.status, HealthState::Healthy);
+    assert_eq!(pm.info(handle.id()).expect("info").restarts, 0);
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(event, ProcessEvent::Unhealthy { .. }),
+            "{event:?}"
+        );
+    }
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_stopped_or_restarting_process_reports_no_pid() {
+    let pm = child_manager(policy(5, 60_000, 300, 300));
+    let handle = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    let pid = handle.pid().await.expect("pid");
+    assert_eq!(pm.info(handle.id()).expect("info").pid, Some(pid));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let info = pm.info(handle.id()).expect("info");
+        if matches!(info.state, ProcessState::Restarting { .. }) {
+            assert_eq!(info.pid, None, "{info:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never restarting: {info:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = handle.pid().await.expect("restarted");
+    assert_eq!(pm.info(handle.id()).expect("info").pid, Some(second));
+    pm.stop(handle.id()).await.expect("stop");
+    assert_eq!(pm.info(handle.id()).expect("info").pid, None);
     pm.shutdown().await.expect("shutdown");
 }

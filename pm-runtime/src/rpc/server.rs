@@ -829,6 +829,87 @@ mod tests {
         assert_eq!(served.await.expect("task"), ServeEnd::Shutdown);
     }
 
+    /// A served `Gate` over channels, with `max_in_flight` call slots.
+    async fn gate(max_in_flight: usize) -> (Connection, tokio::task::JoinHandle<ServeEnd>) {
+        let (mut client, server) = pm_transport::channel_pair();
+        let opts = ServeOptions {
+            token: Token::from_string("secret".into()),
+            max_frame: 4096,
+            max_in_flight,
+        };
+        let served = tokio::spawn(serve::<Gate>(server, opts));
+        greet(&mut client).await;
+        (client, served)
+    }
+
+    #[tokio::test]
+    async fn a_health_check_is_answered_while_every_call_slot_is_taken() {
+        let (mut client, _served) = gate(1).await;
+        client
+            .sender
+            .send(encode_call(10, "wait", None, &(60_000u64,), 4096).expect("fits"))
+            .expect("open");
+        client
+            .sender
+            .send(encode_call(11, HEALTH_METHOD, None, &(), 4096).expect("fits"))
+            .expect("open");
+        let reply = next(&mut client).await;
+        assert_eq!((reply.id(), reply.kind()), (11, FrameKind::ReplyOk));
+        let status: pm_core::HealthStatus = reply.decode().expect("a health status");
+        assert_eq!(status.status, pm_core::HealthState::Healthy);
+    }
+
+    #[tokio::test]
+    async fn a_second_call_with_an_id_in_flight_is_refused_and_the_first_still_answers() {
+        let (mut client, _served) = gate(8).await;
+        for millis in [200u64, 0] {
+            client
+                .sender
+                .send(encode_call(10, "wait", None, &(millis,), 4096).expect("fits"))
+                .expect("open");
+        }
+        let refused = next(&mut client).await;
+        assert_eq!((refused.id(), refused.kind()), (10, FrameKind::ReplyErr));
+        let error = decode_error(&refused);
+        assert_eq!(error.kind, RemoteErrorKind::InvalidArguments);
+        assert!(error.message.contains("already in flight"), "{error:?}");
+        let first = next(&mut client).await;
+        assert_eq!((first.id(), first.kind()), (10, FrameKind::ReplyOk));
+        assert_eq!(first.decode::<u64>().expect("u64"), 200);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_call_during_a_shutdown_gets_a_shutting_down_reply() {
+        let (a, b) = tokio::net::UnixStream::pair().expect("socketpair");
+        let (mut client, server) = (
+            from_unix_stream(a, 1 << 20, "t"),
+            from_unix_stream(b, 4096, "t"),
+        );
+        let opts = ServeOptions {
+            token: Token::from_string("secret".into()),
+            max_frame: 4096,
+            max_in_flight: 8,
+        };
+        let _served = tokio::spawn(serve::<Gate>(server, opts));
+        greet(&mut client).await;
+        // A running call keeps the shutdown draining for a while.
+        client
+            .sender
+            .send(encode_call(10, "wait", None, &(500u64,), 4096).expect("fits"))
+            .expect("open");
+        let mut shutdown = FrameBuilder::new(FrameKind::Shutdown, 20, 4096);
+        shutdown.value(&2_000u64).expect("fits");
+        client
+            .sender
+            .send(shutdown.finish().expect("fits"))
+            .expect("open");
+        let big = encode_call(30, "wait", None, &(vec![0u8; 10_000],), 1 << 20).expect("fits");
+        client.sender.send(big).expect("open");
+        let refused = next(&mut client).await;
+        assert_eq!((refused.id(), refused.kind()), (30, FrameKind::ReplyErr));
+        assert_eq!(decode_error(&refused).kind, RemoteErrorKind::ShuttingDown);
+    }
+
     #[tokio::test]
     async fn a_wrong_token_is_rejected_before_anything_is_dispatched() {
         let (mut client, server) = pm_transport::channel_pair();
