@@ -595,13 +595,19 @@ impl Managed {
 
     /// Ends the current incarnation on the manager's initiative so supervision restarts it.
     fn recycle(&self, conn: &RpcConnection, child_pid: Option<u32>, reason: String) {
+        if conn.is_closed() {
+            // The incarnation ended meanwhile; supervision has it, with its own reason.
+            return;
+        }
         tracing::warn!(process = %self.name, id = %self.id, %reason, "restarting the process");
         *lock(&self.recycle_reason) = Some(reason.clone());
         conn.abort(Error::ProcessExited {
             process: self.name.clone(),
             reason,
         });
-        if let Some(pid) = child_pid {
+        // Only while it is still the published child: once supervision has reaped it, the pid
+        // may belong to another process.
+        if let Some(pid) = child_pid.filter(|pid| self.current_pid.load(Ordering::SeqCst) == *pid) {
             signal_group(pid, libc::SIGKILL);
         }
     }
