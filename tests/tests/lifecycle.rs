@@ -222,6 +222,25 @@ async fn the_backoff_starts_over_after_an_incarnation_stays_up_for_the_stable_pe
     pm.shutdown().await.expect("shutdown");
 }
 
+/// Starts a 30 s call, SIGKILLs `pid` (the child serving it) 100 ms in, and returns the
+/// call's error, which must be `ProcessExited` within 3 s.
+async fn kill_9_during_a_slow_call(handle: &ProcessHandle<Lifecycle>, pid: u32) -> Error {
+    let call = {
+        let handle = handle.clone();
+        tokio::spawn(async move { handle.slow(30_000).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let err = tokio::time::timeout(Duration::from_secs(3), call)
+        .await
+        .expect("the call ended")
+        .expect("task")
+        .expect_err("failed");
+    assert!(matches!(err, Error::ProcessExited { .. }), "{err:?}");
+    err
+}
+
 #[tokio::test]
 async fn kill_9_mid_call_ends_that_call_with_process_exited_and_the_next_call_runs_on_a_new_pid() {
     let pm = child_manager(policy(5, 60_000, 10, 50));
@@ -230,19 +249,7 @@ async fn kill_9_mid_call_ends_that_call_with_process_exited_and_the_next_call_ru
         .await
         .expect("spawn");
     let first = handle.pid().await.expect("pid");
-    let call = {
-        let handle = handle.clone();
-        tokio::spawn(async move { handle.slow(30_000).await })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(first as i32, libc::SIGKILL) };
-    let err = tokio::time::timeout(Duration::from_secs(3), call)
-        .await
-        .expect("ended")
-        .expect("task")
-        .expect_err("failed");
-    assert!(matches!(err, Error::ProcessExited { .. }), "{err:?}");
+    let err = kill_9_during_a_slow_call(&handle, first).await;
     assert!(err.to_string().contains("signal 9"), "{err}");
     let second = handle.pid().await.expect("the handle reconnects");
     assert_ne!(first, second);
@@ -681,19 +688,7 @@ async fn a_call_in_flight_ends_when_the_child_dies_even_if_a_daemon_it_started_l
         .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
     assert!(!inherited, "the daemon inherited the manager's socket");
     let pid = handle.pid().await.expect("pid");
-    let call = {
-        let handle = handle.clone();
-        tokio::spawn(async move { handle.slow(30_000).await })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let err = tokio::time::timeout(Duration::from_secs(3), call)
-        .await
-        .expect("the call ended")
-        .expect("task")
-        .expect_err("failed");
-    assert!(matches!(err, Error::ProcessExited { .. }), "{err:?}");
+    kill_9_during_a_slow_call(&handle, pid).await;
     assert!(pid_alive(daemon), "the daemon is outside the child's group");
     pm.shutdown().await.expect("shutdown");
 }
