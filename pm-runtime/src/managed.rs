@@ -91,6 +91,11 @@ pub(crate) struct Managed {
     /// Why the manager itself ended the current incarnation (memory limit, failed health
     /// checks), reported instead of the bare exit status.
     recycle_reason: Mutex<Option<String>>,
+    /// One health check asked for by users at a time, so the monitor's own poll always finds
+    /// one of the two health slots a process keeps per connection.
+    user_health: tokio::sync::Semaphore,
+    /// The runtime the process was spawned on, where a dropped manager finishes its teardown.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Managed {
@@ -154,7 +159,37 @@ impl Managed {
             restart_on: spec.restart_policy.restart_on,
             restart_enabled: spec.restart_policy.enabled,
             recycle_reason: Mutex::new(None),
+            user_health: tokio::sync::Semaphore::new(1),
+            runtime: tokio::runtime::Handle::current(),
         })
+    }
+
+    /// Runs the process's health check for a user, within `timeout` (waiting for another
+    /// user's check included).
+    pub(crate) async fn health(&self, timeout: Duration) -> Result<pm_core::HealthStatus, Error> {
+        let conn = self.current()?;
+        let timed_out = || Error::Timeout {
+            method: crate::rpc::client::HEALTH_METHOD.to_owned(),
+            after: timeout,
+        };
+        let started = Instant::now();
+        let _turn = tokio::time::timeout(timeout, self.user_health.acquire())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|_| self.unavailable("it is gone"))?;
+        let args = pm_core::wire::encode_value(&(), conn.max_frame())?;
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let frame = conn
+            .call(crate::rpc::client::HEALTH_METHOD, &args, Some(remaining))
+            .await
+            .map_err(|err| match err {
+                Error::Timeout { method, .. } => Error::Timeout {
+                    method,
+                    after: timeout,
+                },
+                other => other,
+            })?;
+        Ok(frame.decode()?)
     }
 
     /// The error of calls this process cannot take, with why.
@@ -170,8 +205,45 @@ impl Managed {
         let _ = self.events.send(event);
     }
 
-    fn set_state(&self, state: ProcessState) {
-        lock(&self.status).state = state;
+    /// Publishes a state of the process's own course (starting, running, crashed,
+    /// restarting, failed) with its event, unless a stop or kill has begun, whose `Stopping`
+    /// and `Stopped` are never overwritten. Decided under the status lock, which the stop's own
+    /// states also take after `stopping` is raised: a state published here comes before the
+    /// stop's, or not at all. Returns whether it was published.
+    fn publish_course(
+        &self,
+        state: ProcessState,
+        event: Option<ProcessEvent>,
+        update: impl FnOnce(&mut Status),
+    ) -> bool {
+        let mut status = lock(&self.status);
+        if self.stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        status.state = state;
+        update(&mut status);
+        if let Some(event) = event {
+            self.emit(event);
+        }
+        true
+    }
+
+    /// Ends the link for callers with `why`, unless the process had already ended for good
+    /// (the callers of a failed process keep learning why it failed).
+    fn close_link(&self, why: &str) {
+        let ended = Self::is_final(&lock(&self.status).state);
+        if ended && matches!(&*self.link.borrow(), Link::Gone(_)) {
+            return;
+        }
+        self.link.send_replace(Link::Gone(self.unavailable(why)));
+    }
+
+    /// Whether the process has ended for good (stopped or failed).
+    fn is_final(state: &ProcessState) -> bool {
+        matches!(
+            state,
+            ProcessState::Stopped { .. } | ProcessState::Failed { .. }
+        )
     }
 
     /// A snapshot for `info` and `list`.
@@ -220,10 +292,9 @@ impl Managed {
         // signal first, cutting the handshake short) returns only once this start has ended
         // what it launched: a `shutdown` racing a spawn leaves nothing running.
         let mut slot = self.incarnation.lock().await;
-        if self.stopping.load(Ordering::SeqCst) {
+        if !self.publish_course(ProcessState::Starting {}, None, |_| {}) {
             return Err(self.unavailable("it was stopped"));
         }
-        self.set_state(ProcessState::Starting {});
         let Launched {
             reach,
             dir,
@@ -313,16 +384,18 @@ impl Managed {
         });
         // A reason the manager gave for ending an earlier incarnation is no reason for this one.
         lock(&self.recycle_reason).take();
-        {
-            let mut status = lock(&self.status);
-            status.state = ProcessState::Running {};
-            status.pid = Some(pid);
-            status.up_since = Some(Instant::now());
-            status.endpoint = endpoint;
-        }
+        // Skipped when a stop has just begun: it takes this incarnation once the lock is free.
+        self.publish_course(
+            ProcessState::Running {},
+            Some(ProcessEvent::Ready { id: self.id, pid }),
+            |status| {
+                status.pid = Some(pid);
+                status.up_since = Some(Instant::now());
+                status.endpoint = endpoint;
+            },
+        );
         self.link.send_replace(Link::Up(rpc.clone()));
         drop(slot);
-        self.emit(ProcessEvent::Ready { id: self.id, pid });
         tokio::spawn(self.clone().monitor(Arc::downgrade(&rpc), child_pid));
         tokio::spawn(self.clone().supervise(exit, rpc));
         Ok(())
@@ -400,6 +473,12 @@ impl Managed {
             return;
         };
         self.link.send_replace(Link::Down);
+        if self.stopping.load(Ordering::SeqCst) {
+            // Raised just now by a manager dropped without a runtime to finish its work, which
+            // published `Gone` before: keep callers from waiting on `Down`.
+            self.link
+                .send_replace(Link::Gone(self.unavailable("it was stopped")));
+        }
         // Held until the incarnation has really ended, so a stop arriving now waits for it.
         end_incarnation(control, &mut exit, Duration::ZERO).await;
         self.current_pid.store(0, Ordering::SeqCst);
@@ -408,7 +487,7 @@ impl Managed {
         let recycled = lock(&self.recycle_reason).take();
         let clean = ended.as_ref().is_some_and(|e| e.clean) && recycled.is_none();
         let reason = match (recycled, ended.as_ref()) {
-            (Some(why), Some(how)) => format!("{why}; it {how}"),
+            (Some(why), Some(how)) => format!("{why}; then: {how}"),
             (Some(why), None) => why,
             (None, Some(how)) => how.description.clone(),
             (None, None) => "connection closed".to_owned(),
@@ -437,14 +516,19 @@ impl Managed {
             .map(|t| t.elapsed())
             .unwrap_or_default();
         tracing::warn!(process = %self.name, id = %self.id, %reason, "process crashed");
-        self.set_state(ProcessState::Crashed {
-            reason: reason.clone(),
-        });
-        self.emit(ProcessEvent::Crashed {
-            id: self.id,
-            reason: reason.clone(),
-        });
-        self.restart_after_crash(uptime, reason).await;
+        let crashed = self.publish_course(
+            ProcessState::Crashed {
+                reason: reason.clone(),
+            },
+            Some(ProcessEvent::Crashed {
+                id: self.id,
+                reason: reason.clone(),
+            }),
+            |_| {},
+        );
+        if crashed {
+            self.restart_after_crash(uptime, reason).await;
+        }
     }
 
     async fn restart_after_crash(self: Arc<Self>, mut uptime: Duration, mut reason: String) {
@@ -457,15 +541,18 @@ impl Managed {
                     return;
                 }
                 Decision::Restart { attempt, delay } => {
-                    if self.stopping.load(Ordering::SeqCst) {
+                    let restarting = self.publish_course(
+                        ProcessState::Restarting { attempt, delay },
+                        Some(ProcessEvent::Restarting {
+                            id: self.id,
+                            attempt,
+                            delay,
+                        }),
+                        |_| {},
+                    );
+                    if !restarting {
                         return;
                     }
-                    self.set_state(ProcessState::Restarting { attempt, delay });
-                    self.emit(ProcessEvent::Restarting {
-                        id: self.id,
-                        attempt,
-                        delay,
-                    });
                     let mut stop_signal = self.stop_signal.subscribe();
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
@@ -612,33 +699,40 @@ impl Managed {
         }
     }
 
-    /// Records the end of a process that will not be restarted, and announces it.
+    /// Records the end of a process that will not be restarted, and announces it, once: a
+    /// process already stopped or failed keeps its state and sends no second event.
     fn mark_stopped(&self) {
         let mut status = lock(&self.status);
+        if Self::is_final(&status.state) {
+            return;
+        }
         status.state = ProcessState::Stopped {};
         status.up_since = None;
         status.pid = None;
-        drop(status);
         self.emit(ProcessEvent::Stopped { id: self.id });
     }
 
+    /// Gives up for good, unless a stop or kill has begun (then it ends as they say).
     fn fail(&self, reason: String) {
-        tracing::error!(process = %self.name, id = %self.id, %reason, "process failed for good");
-        {
-            let mut status = lock(&self.status);
-            status.state = ProcessState::Failed {
+        let failed = self.publish_course(
+            ProcessState::Failed {
                 reason: reason.clone(),
-            };
-            status.up_since = None;
-            status.pid = None;
+            },
+            Some(ProcessEvent::Failed {
+                id: self.id,
+                reason: reason.clone(),
+            }),
+            |status| {
+                status.up_since = None;
+                status.pid = None;
+            },
+        );
+        if failed {
+            tracing::error!(process = %self.name, id = %self.id, %reason, "process failed for good");
+            self.link.send_replace(Link::Gone(
+                self.unavailable(format!("it failed for good: {reason}")),
+            ));
         }
-        self.link.send_replace(Link::Gone(
-            self.unavailable(format!("it failed for good: {reason}")),
-        ));
-        self.emit(ProcessEvent::Failed {
-            id: self.id,
-            reason,
-        });
     }
 
     /// Stops gracefully: refuse new calls, ask the process to shut down (hooks, drain within
@@ -658,14 +752,17 @@ impl Managed {
             return;
         }
         self.stop_signal.send_replace(true);
-        self.set_state(ProcessState::Stopping {});
-        self.link
-            .send_replace(Link::Gone(self.unavailable("it was stopped")));
+        {
+            let mut status = lock(&self.status);
+            if !Self::is_final(&status.state) {
+                status.state = ProcessState::Stopping {};
+            }
+        }
+        self.close_link("it was stopped");
         let mut slot = self.incarnation.lock().await;
         // Again under the lock: a start or a supervision that checked `stopping` just before
         // it was raised may have published since; both publish only under this lock.
-        self.link
-            .send_replace(Link::Gone(self.unavailable("it was stopped")));
+        self.close_link("it was stopped");
         if let Some(Incarnation {
             rpc,
             mut exit,
@@ -707,13 +804,19 @@ impl Managed {
         let _ = tokio::spawn(async move { this.kill_now().await }).await;
     }
 
+    /// `kill` without waiting: signals at once and finishes on the process's runtime.
+    pub(crate) fn kill_in_background(self: &Arc<Self>) {
+        self.kill_signal();
+        let this = self.clone();
+        self.runtime.spawn(async move { this.kill_now().await });
+    }
+
     /// Marks the process as ending for good and SIGKILLs the running child's group, without
     /// waiting for anything.
     fn kill_signal(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.stop_signal.send_replace(true);
-        self.link
-            .send_replace(Link::Gone(self.unavailable("it was killed")));
+        self.close_link("it was killed");
         let pid = self.current_pid.load(Ordering::SeqCst);
         if pid != 0 {
             signal_group(pid, libc::SIGKILL);
@@ -723,8 +826,7 @@ impl Managed {
     async fn kill_now(&self) {
         let mut slot = self.incarnation.lock().await;
         if !matches!(&*self.link.borrow(), Link::Gone(_)) {
-            self.link
-                .send_replace(Link::Gone(self.unavailable("it was killed")));
+            self.close_link("it was killed");
         }
         if let Some(Incarnation {
             rpc,
@@ -748,7 +850,7 @@ impl Managed {
     /// Teardown for when the manager is dropped without `shutdown`: kills a child's group
     /// and closes a worker's or in-process instance's connection at once. When a start, stop
     /// or supervision holds the incarnation right now, the job is finished after it on the
-    /// current runtime, if there is one.
+    /// runtime the process was spawned on.
     pub(crate) fn abandon(self: &Arc<Self>) {
         self.stopping.store(true, Ordering::SeqCst);
         self.stop_signal.send_replace(true);
@@ -773,10 +875,8 @@ impl Managed {
                 }
             }
             Err(_) => {
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    let this = self.clone();
-                    runtime.spawn(async move { this.kill_now().await });
-                }
+                let this = self.clone();
+                self.runtime.spawn(async move { this.kill_now().await });
             }
         }
     }

@@ -26,6 +26,25 @@ struct Inner {
     events: broadcast::Sender<ProcessEvent>,
 }
 
+/// Ends and unlists a process whose spawn was given up on before its start finished, when
+/// dropped armed.
+struct UnlistOnDrop<'a> {
+    manager: &'a ProcessManager,
+    managed: &'a Arc<Managed>,
+    armed: bool,
+}
+
+impl Drop for UnlistOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.managed.kill_in_background();
+            self.manager
+                .processes()
+                .retain(|m| !Arc::ptr_eq(m, self.managed));
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let processes = std::mem::take(
@@ -209,7 +228,28 @@ impl ProcessManager {
         // Listed before it starts, so a `shutdown` racing this spawn stops it too (its start
         // then fails with "stopped while starting") instead of missing it.
         self.processes().push(managed.clone());
-        if let Err(err) = managed.start_incarnation().await {
+        // The start runs in a task of its own and the guard kills and unlists the process if
+        // this future is dropped first (a timeout around `spawn`): a launched child is never
+        // left without anyone to end it, and nothing is listed that no one asked for.
+        let mut guard = UnlistOnDrop {
+            manager: self,
+            managed: &managed,
+            armed: true,
+        };
+        let starting = tokio::spawn({
+            let managed = managed.clone();
+            async move { managed.start_incarnation().await }
+        });
+        let started = starting.await.unwrap_or_else(|err| {
+            Err(Error::Spawn {
+                process: managed.name.clone(),
+                reason: format!("the start failed: {err}"),
+            })
+        });
+        guard.armed = false;
+        drop(guard);
+        if let Err(err) = started {
+            // The start has already ended whatever it launched.
             self.processes().retain(|m| !Arc::ptr_eq(m, &managed));
             return Err(err);
         }
@@ -236,16 +276,12 @@ impl ProcessManager {
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown id, [`Error::Unavailable`] when it is not running,
-    /// [`Error::Timeout`] when the check takes longer than the health check timeout.
+    /// [`Error::Timeout`] when the check (with the wait for another caller's check: one runs at a
+    /// time per process, beside the manager's own polling) takes longer than the health check
+    /// timeout.
     pub async fn get_health(&self, id: ProcessId) -> Result<HealthStatus, Error> {
-        let managed = self.find(id)?;
-        let conn = managed.current()?;
         let timeout = self.inner.config.monitoring.health_check.timeout;
-        let args = pm_core::wire::encode_value(&(), conn.max_frame())?;
-        let frame = conn
-            .call(crate::rpc::client::HEALTH_METHOD, &args, Some(timeout))
-            .await?;
-        Ok(frame.decode()?)
+        self.find(id)?.health(timeout).await
     }
 
     /// What the manager measured of the process: calls, errors and latency from its side of

@@ -149,6 +149,7 @@ pub struct Lifecycle {
     aborted: std::sync::atomic::AtomicU64,
     hoard: std::sync::Mutex<Vec<Vec<u8>>>,
     sick: std::sync::atomic::AtomicBool,
+    health_delay_ms: std::sync::atomic::AtomicU64,
     running: std::sync::atomic::AtomicU64,
     most_running: std::sync::atomic::AtomicU64,
 }
@@ -282,9 +283,20 @@ impl Lifecycle {
         self.sick.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Healthy until `fall_ill`.
+    /// Makes every health check take `millis` from now on.
+    #[public]
+    pub async fn slow_down_health(&self, millis: u64) {
+        self.health_delay_ms
+            .store(millis, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Healthy until `fall_ill`; takes as long as `slow_down_health` said.
     #[health_check]
     pub async fn health(&self) -> HealthStatus {
+        let delay = self
+            .health_delay_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
         if self.sick.load(std::sync::atomic::Ordering::SeqCst) {
             HealthStatus::unhealthy().with_check("mood", CheckStatus::Fail, Some("ill".into()))
         } else {

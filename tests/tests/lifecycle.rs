@@ -110,7 +110,15 @@ async fn a_crash_loop_ends_in_failed_after_exactly_max_restarts_plus_one_starts(
     let err = crasher.pid().await.expect_err("failed for good");
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_millis(100));
+    // Failed is final: kill and stop change neither the state nor what callers are told,
+    // and announce nothing.
+    pm.kill(crasher.id()).await.expect("kill");
+    pm.stop(crasher.id()).await.expect("stop");
+    assert_eq!(pm.info(crasher.id()).expect("info").state, info.state);
+    let err = crasher.pid().await.expect_err("failed for good");
+    assert!(err.to_string().contains("failed for good"), "{err}");
     pm.shutdown().await.expect("shutdown");
+    assert!(events.try_recv().is_err(), "events after Failed");
 }
 
 #[tokio::test]
@@ -844,5 +852,84 @@ async fn a_stopped_or_restarting_process_reports_no_pid() {
     assert_eq!(pm.info(handle.id()).expect("info").pid, Some(second));
     pm.stop(handle.id()).await.expect("stop");
     assert_eq!(pm.info(handle.id()).expect("info").pid, None);
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawn_given_up_on_mid_init_ends_its_child_and_is_not_listed() {
+    let pm = child_manager(policy(5, 60_000, 10, 50));
+    let mut events = pm.subscribe();
+    let (spawning, _id, pid) = spawn_slow_start(&pm).await;
+    let _child = KillOnDrop(pid);
+    // Dropping the spawn future, as a timeout around it would.
+    spawning.abort();
+    assert!(
+        wait_dead(pid, Duration::from_secs(2)).await,
+        "the child outlived its abandoned spawn"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !pm.list().is_empty() {
+        assert!(Instant::now() < deadline, "still listed: {:?}", pm.list());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = collect_events(&mut events, Duration::from_millis(300), |_| false).await;
+    assert_eq!(
+        seen.iter()
+            .filter(|e| matches!(e, ProcessEvent::Stopped { .. }))
+            .count(),
+        1,
+        "{seen:#?}"
+    );
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_asking_for_health_all_the_time_never_make_a_healthy_process_fail_its_polls() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        restart_policy: policy(5, 60_000, 10, 50),
+        monitoring: Monitoring {
+            health_check: HealthCheckConfig {
+                enabled: true,
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_secs(2),
+                failure_threshold: 2,
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let mut events = pm.subscribe();
+    let handle = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    handle.slow_down_health(150).await.expect("slow health");
+    let until = Instant::now() + Duration::from_millis(1_500);
+    let askers: Vec<_> = (0..3)
+        .map(|_| {
+            let pm = pm.clone();
+            let id = handle.id();
+            tokio::spawn(async move {
+                let mut answered = 0u32;
+                while Instant::now() < until {
+                    let health = pm.get_health(id).await.expect("health");
+                    assert_eq!(health.status, HealthState::Healthy);
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    for asker in askers {
+        assert!(asker.await.expect("task") > 0);
+    }
+    assert_eq!(pm.info(handle.id()).expect("info").restarts, 0);
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(event, ProcessEvent::Unhealthy { .. }),
+            "{event:?}"
+        );
+    }
     pm.shutdown().await.expect("shutdown");
 }

@@ -49,8 +49,10 @@ fn queue() -> Option<&'static mpsc::Sender<Job>> {
 /// Whatever `Command::spawn` returns; `Other` when the forking thread is gone.
 ///
 /// # Panics
-/// Never; called outside a tokio runtime, it spawns on the calling thread, which makes
-/// `tokio::process` report its own error.
+/// Where `Command::spawn` itself would (e.g. a runtime built without I/O enabled): the panic
+/// is caught on the forking thread, which goes on serving, and resumed here in the caller.
+/// Called outside a tokio runtime, it spawns on the calling thread, where `tokio::process`
+/// reports its own error.
 pub(crate) fn spawn(
     mut command: tokio::process::Command,
 ) -> std::io::Result<tokio::process::Child> {
@@ -59,20 +61,50 @@ pub(crate) fn spawn(
     };
     let (reply_tx, reply_rx) = mpsc::sync_channel(1);
     let job: Job = Box::new(move || {
-        let _context = runtime.enter();
-        let _ = reply_tx.send(command.spawn());
+        let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _context = runtime.enter();
+            command.spawn()
+        }));
+        let _ = reply_tx.send(spawned);
     });
     queue
         .send(job)
         .map_err(|_| std::io::Error::other("the forking thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| std::io::Error::other("the forking thread ended during a spawn"))?
+    match reply_rx.recv() {
+        Ok(Ok(spawned)) => spawned,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => Err(std::io::Error::other(
+            "the forking thread ended during a spawn",
+        )),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_spawn_panics_in_the_caller_and_the_forking_thread_goes_on() {
+        // A runtime without I/O makes `tokio::process` panic.
+        let without_io = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let panicked = std::panic::catch_unwind(|| {
+            without_io.block_on(async { spawn(tokio::process::Command::new("true")) })
+        });
+        assert!(panicked.is_err(), "the panic reaches the caller");
+        let with_io = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let status = with_io.block_on(async {
+            spawn(tokio::process::Command::new("true"))
+                .expect("the forking thread still serves")
+                .wait()
+                .await
+        });
+        assert!(status.expect("waits").success());
+    }
 
     fn state_of(pid: u32) -> Option<char> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
