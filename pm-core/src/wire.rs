@@ -428,11 +428,21 @@ pub fn encode_call<A: Serialize + ?Sized>(
     builder.finish()
 }
 
+/// The method name of a call frame and the bytes after it, reading nothing more.
+fn split_method(frame: &Frame) -> Result<(&str, &[u8]), WireError> {
+    rmp::decode::read_str_from_slice(&frame.wire()[HEADER_LEN..])
+        .map_err(|e| WireError::Malformed(format!("call without a method name: {e}")))
+}
+
+/// The method a call frame names, without decoding its deadline or arguments; `None` when the
+/// payload does not start with a method name.
+pub fn call_method(frame: &Frame) -> Option<&str> {
+    split_method(frame).ok().map(|(method, _)| method)
+}
+
 /// Decodes a call frame's payload.
 pub fn decode_call(frame: &Frame) -> Result<Call<'_>, WireError> {
-    let payload = &frame.wire()[HEADER_LEN..];
-    let (method, rest) = rmp::decode::read_str_from_slice(payload)
-        .map_err(|e| WireError::Malformed(format!("call without a method name: {e}")))?;
+    let (method, rest) = split_method(frame)?;
     let mut reader: &[u8] = rest;
     let deadline = match reader.first() {
         Some(0xc0) => {

@@ -470,22 +470,29 @@ async fn with_restart_on_failure_a_clean_exit_stops_and_a_failure_restarts() {
     pm.shutdown().await.expect("shutdown");
 }
 
-#[tokio::test]
-async fn failing_health_checks_restart_the_process_after_the_threshold_and_healthy_ones_never() {
-    let pm = ProcessManager::new(ProcessManagerConfig {
+/// A manager of children whose health is polled every 100 ms, restarting after `threshold`
+/// failed polls that each may take `timeout`.
+fn health_polled(timeout: Duration, threshold: u32, limits: Limits) -> ProcessManager {
+    ProcessManager::new(ProcessManagerConfig {
         isolation: Isolation::Child,
         restart_policy: policy(5, 60_000, 10, 50),
         monitoring: Monitoring {
             health_check: HealthCheckConfig {
                 enabled: true,
                 interval: Duration::from_millis(100),
-                timeout: Duration::from_millis(500),
-                failure_threshold: 3,
+                timeout,
+                failure_threshold: threshold,
             },
             ..Default::default()
         },
+        limits,
         ..Default::default()
-    });
+    })
+}
+
+#[tokio::test]
+async fn failing_health_checks_restart_the_process_after_the_threshold_and_healthy_ones_never() {
+    let pm = health_polled(Duration::from_millis(500), 3, Limits::default());
     let mut events = pm.subscribe();
     let steady = pm
         .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default().name("steady"))
@@ -783,24 +790,11 @@ async fn shutdown_during_a_slow_init_stops_that_process_before_it_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_busy_with_as_many_calls_as_it_may_run_still_passes_its_health_checks() {
-    let pm = ProcessManager::new(ProcessManagerConfig {
-        isolation: Isolation::Child,
-        restart_policy: policy(5, 60_000, 10, 50),
-        monitoring: Monitoring {
-            health_check: HealthCheckConfig {
-                enabled: true,
-                interval: Duration::from_millis(100),
-                timeout: Duration::from_millis(300),
-                failure_threshold: 2,
-            },
-            ..Default::default()
-        },
-        limits: Limits {
-            max_in_flight: 2,
-            ..Default::default()
-        },
+    let max_in_flight = Limits {
+        max_in_flight: 2,
         ..Default::default()
-    });
+    };
+    let pm = health_polled(Duration::from_millis(300), 2, max_in_flight);
     let mut events = pm.subscribe();
     let handle = pm
         .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
@@ -885,20 +879,7 @@ async fn a_spawn_given_up_on_mid_init_ends_its_child_and_is_not_listed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_asking_for_health_all_the_time_never_make_a_healthy_process_fail_its_polls() {
-    let pm = ProcessManager::new(ProcessManagerConfig {
-        isolation: Isolation::Child,
-        restart_policy: policy(5, 60_000, 10, 50),
-        monitoring: Monitoring {
-            health_check: HealthCheckConfig {
-                enabled: true,
-                interval: Duration::from_millis(100),
-                timeout: Duration::from_secs(2),
-                failure_threshold: 2,
-            },
-            ..Default::default()
-        },
-        ..Default::default()
-    });
+    let pm = health_polled(Duration::from_secs(2), 2, Limits::default());
     let mut events = pm.subscribe();
     let handle = pm
         .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())

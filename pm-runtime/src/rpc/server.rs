@@ -350,9 +350,10 @@ impl<P: Process> Drop for CallLoop<P> {
     }
 }
 
-/// Whether `frame` calls the health check (which bypasses the call slots).
+/// Whether `frame` calls the health check (which bypasses the call slots). Reads only the
+/// method name: the call is decoded once, when it starts.
 fn is_health_call(frame: &Frame) -> bool {
-    decode_call(frame).is_ok_and(|call| call.method == HEALTH_METHOD)
+    wire::call_method(frame) == Some(HEALTH_METHOD)
 }
 
 impl<P: Process> CallLoop<P> {
