@@ -113,6 +113,55 @@ pub(crate) struct Bound {
     pub(crate) dir: Option<SocketDir>,
 }
 
+/// What a worker or in-process instance serves: its end of in-memory channels, or the
+/// listener the manager bound for it.
+pub(crate) enum ServeOn {
+    Channel(Connection),
+    Listener(StdListener, bool),
+}
+
+impl ServeOn {
+    /// Splits an optional bound listener into how the manager reaches the instance, the
+    /// socket directory to keep, and what the instance serves.
+    pub(crate) fn split(bound: Option<Bound>) -> (Reach, Option<SocketDir>, ServeOn) {
+        match bound {
+            None => {
+                let (client_end, server_end) = pm_transport::channel_pair();
+                (
+                    Reach::Connected(client_end),
+                    None,
+                    ServeOn::Channel(server_end),
+                )
+            }
+            Some(Bound {
+                listener,
+                address,
+                dir,
+            }) => {
+                let http = matches!(address, Address::Http(_));
+                (
+                    Reach::Listening(address),
+                    dir,
+                    ServeOn::Listener(listener, http),
+                )
+            }
+        }
+    }
+
+    /// Serves process type `P` until the manager's connection ends.
+    pub(crate) async fn serve<P: Process>(
+        self,
+        opts: ServeOptions,
+    ) -> crate::rpc::server::ServeEnd {
+        match self {
+            ServeOn::Channel(conn) => crate::rpc::server::serve::<P>(conn, opts).await,
+            ServeOn::Listener(listener, http) => {
+                crate::rpc::server::serve_listener::<P>(listener, http, opts).await
+            }
+        }
+    }
+}
+
 /// Binds the listener the spec's transport needs (`None` for `Ipc`).
 pub(crate) fn bind(spec: &LaunchSpec) -> Result<Option<Bound>, Error> {
     let failed = |what: &str, err: std::io::Error| Error::Spawn {

@@ -6,42 +6,14 @@ use pm_core::Error;
 use tokio::sync::watch;
 
 use crate::catch::panic_message;
-
-/// What the worker serves.
-enum ServeOn {
-    Channel(pm_transport::Connection),
-    Listener(pm_transport::StdListener, bool),
-}
 use crate::process::Process;
-use crate::rpc::server::{serve, serve_listener};
-use crate::spawn::{Bound, Control, Exit, LaunchSpec, Launched, Reach};
+use crate::spawn::{Bound, Control, Exit, LaunchSpec, Launched, ServeOn};
 
 pub(crate) fn launch<P: Process>(
     spec: &LaunchSpec,
     bound: Option<Bound>,
 ) -> Result<Launched, Error> {
-    let (reach, dir, serve_on) = match bound {
-        None => {
-            let (client_end, server_end) = pm_transport::channel_pair();
-            (
-                Reach::Connected(client_end),
-                None,
-                ServeOn::Channel(server_end),
-            )
-        }
-        Some(Bound {
-            listener,
-            address,
-            dir,
-        }) => {
-            let http = matches!(address, pm_transport::Address::Http(_));
-            (
-                Reach::Listening(address),
-                dir,
-                ServeOn::Listener(listener, http),
-            )
-        }
-    };
+    let (reach, dir, serve_on) = ServeOn::split(bound);
     let (exit_tx, exit) = watch::channel(None);
     let opts = spec.serve_options();
     let thread = std::thread::Builder::new()
@@ -52,14 +24,7 @@ pub(crate) fn launch<P: Process>(
                     .enable_all()
                     .build()
                     .map_err(|err| format!("worker runtime could not start: {err}"))?;
-                let end = runtime.block_on(async move {
-                    match serve_on {
-                        ServeOn::Channel(conn) => serve::<P>(conn, opts).await,
-                        ServeOn::Listener(listener, http) => {
-                            serve_listener::<P>(listener, http, opts).await
-                        }
-                    }
-                });
+                let end = runtime.block_on(serve_on.serve::<P>(opts));
                 runtime.shutdown_background();
                 Ok::<_, String>(Exit::from_serve_end("worker", &end))
             }));
