@@ -64,18 +64,39 @@ async fn collect_events(
     seen
 }
 
+/// Spawns a `Crasher` following `plan` and collects events until it has failed for good
+/// (at most 10 s).
+async fn crash_until_failed(
+    pm: &ProcessManager,
+    events: &mut tokio::sync::broadcast::Receiver<ProcessEvent>,
+    plan: CrashPlan,
+) -> (ProcessHandle<Crasher>, Vec<ProcessEvent>) {
+    let crasher = pm
+        .spawn::<Crasher>(CRASHER, SpawnOptions::default().dependencies(plan))
+        .await
+        .expect("spawn");
+    let seen = collect_events(events, Duration::from_secs(10), |e| {
+        matches!(e, ProcessEvent::Failed { .. })
+    })
+    .await;
+    (crasher, seen)
+}
+
+/// The delays of the `Restarting` events among `seen`, in milliseconds.
+fn restart_delays_ms(seen: &[ProcessEvent]) -> Vec<u64> {
+    seen.iter()
+        .filter_map(|e| match e {
+            ProcessEvent::Restarting { delay, .. } => Some(delay.as_millis() as u64),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_crash_loop_ends_in_failed_after_exactly_max_restarts_plus_one_starts() {
     let pm = child_manager(policy(3, 10_000, 10, 50));
     let mut events = pm.subscribe();
-    let crasher = pm
-        .spawn::<Crasher>(CRASHER, SpawnOptions::default().dependencies(plan(50)))
-        .await
-        .expect("spawn");
-    let seen = collect_events(&mut events, Duration::from_secs(10), |e| {
-        matches!(e, ProcessEvent::Failed { .. })
-    })
-    .await;
+    let (crasher, seen) = crash_until_failed(&pm, &mut events, plan(50)).await;
     let starts = seen
         .iter()
         .filter(|e| matches!(e, ProcessEvent::Spawned { .. }))
@@ -157,14 +178,7 @@ async fn a_child_that_runs_fine_for_two_seconds_and_then_crash_loops_is_still_ca
         marker: Some(marker.to_string_lossy().into_owned()),
         first_after_ms: 2_000,
     };
-    let _crasher = pm
-        .spawn::<Crasher>(CRASHER, SpawnOptions::default().dependencies(plan))
-        .await
-        .expect("spawn");
-    let seen = collect_events(&mut events, Duration::from_secs(10), |e| {
-        matches!(e, ProcessEvent::Failed { .. })
-    })
-    .await;
+    let (_crasher, seen) = crash_until_failed(&pm, &mut events, plan).await;
     let _ = std::fs::remove_file(&marker);
     assert!(
         matches!(seen.last(), Some(ProcessEvent::Failed { .. })),
@@ -177,21 +191,8 @@ async fn a_child_that_runs_fine_for_two_seconds_and_then_crash_loops_is_still_ca
 async fn restart_delays_follow_the_exponential_backoff_up_to_its_cap() {
     let pm = child_manager(policy(5, 20_000, 20, 100));
     let mut events = pm.subscribe();
-    let _crasher = pm
-        .spawn::<Crasher>(CRASHER, SpawnOptions::default().dependencies(plan(30)))
-        .await
-        .expect("spawn");
-    let seen = collect_events(&mut events, Duration::from_secs(10), |e| {
-        matches!(e, ProcessEvent::Failed { .. })
-    })
-    .await;
-    let delays: Vec<u64> = seen
-        .iter()
-        .filter_map(|e| match e {
-            ProcessEvent::Restarting { delay, .. } => Some(delay.as_millis() as u64),
-            _ => None,
-        })
-        .collect();
+    let (_crasher, seen) = crash_until_failed(&pm, &mut events, plan(30)).await;
+    let delays = restart_delays_ms(&seen);
     assert_eq!(delays, vec![20, 40, 80, 100, 100], "{seen:#?}");
     pm.shutdown().await.expect("shutdown");
 }
@@ -221,10 +222,7 @@ async fn the_backoff_starts_over_after_an_incarnation_stays_up_for_the_stable_pe
             matches!(e, ProcessEvent::Ready { .. })
         })
         .await;
-        delays.extend(seen.iter().filter_map(|e| match e {
-            ProcessEvent::Restarting { delay, .. } => Some(delay.as_millis() as u64),
-            _ => None,
-        }));
+        delays.extend(restart_delays_ms(&seen));
     }
     assert_eq!(delays, vec![20, 40, 80, 20, 40]);
     pm.shutdown().await.expect("shutdown");
