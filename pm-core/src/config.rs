@@ -264,40 +264,6 @@ impl Default for ProcessManagerConfig {
     }
 }
 
-/// How a pool picks the member for each call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Strategy {
-    /// Each member in turn. The default.
-    #[default]
-    RoundRobin,
-    /// The member with the fewest calls in flight.
-    LeastLoaded,
-    /// A member chosen uniformly at random.
-    Random,
-    /// The less loaded of two members chosen at random.
-    PowerOfTwo,
-    /// The member with the lowest recent latency.
-    LeastLatency,
-}
-
-/// Options of a pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PoolOptions {
-    /// How many members. Default: 4.
-    pub size: usize,
-    /// How calls are spread. Default: [`Strategy::RoundRobin`].
-    pub strategy: Strategy,
-}
-
-impl Default for PoolOptions {
-    fn default() -> Self {
-        Self {
-            size: 4,
-            strategy: Strategy::RoundRobin,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,6 +124,26 @@ pub enum Error {
     /// The configuration cannot work; the message says which field and why.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A pool could take no more calls: every member was at its `limits.max_in_flight` and
+    /// the pool's queue already held `max_queue` waiting calls. The call was not sent.
+    #[error("pool `{pool}` is overloaded: every member is busy and {queued} calls already wait")]
+    Overloaded {
+        /// The pool's name.
+        pool: String,
+        /// How many calls were waiting in the queue.
+        queued: usize,
+    },
+    /// A pool's circuit breaker is open after repeated failures: the call was failed fast,
+    /// without being sent.
+    #[error(
+        "pool `{pool}`'s circuit breaker is open; probe calls are let through in {retry_in:?}"
+    )]
+    CircuitOpen {
+        /// The pool's name.
+        pool: String,
+        /// How long until the breaker lets a probe call through (zero while a probe runs).
+        retry_in: Duration,
+    },
 }
 
 impl Error {

@@ -14,8 +14,8 @@ pub mod schema;
 pub mod wire;
 
 pub use config::{
-    Backoff, BackoffKind, HealthCheckConfig, Isolation, Limits, Monitoring, PoolOptions,
-    ProcessManagerConfig, Resources, RestartOn, RestartPolicy, Strategy, TransportKind,
+    Backoff, BackoffKind, HealthCheckConfig, Isolation, Limits, Monitoring, ProcessManagerConfig,
+    Resources, RestartOn, RestartPolicy, TransportKind,
 };
 pub use error::{Error, RemoteError, RemoteErrorKind};
 pub use health::{CheckResult, CheckStatus, HealthState, HealthStatus};

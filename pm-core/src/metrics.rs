@@ -16,7 +16,7 @@ pub struct LatencySummary {
 }
 
 /// What the manager measured of one process.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ProcessMetrics {
     /// CPU use in percent of one core since the previous sample.
     pub cpu: f64,
@@ -28,4 +28,7 @@ pub struct ProcessMetrics {
     pub errors: u64,
     /// Latency of completed calls.
     pub latency: LatencySummary,
+    /// For a pool, its members' ids (their CPU is summed, and their memory summed over the
+    /// distinct OS processes hosting them); empty for a single process.
+    pub members: Vec<crate::ProcessId>,
 }

@@ -4,7 +4,9 @@ use std::fmt;
 use std::time::Duration;
 
 /// A process's id, unique within one manager.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ProcessId(u64);
 
 impl ProcessId {
@@ -83,4 +85,7 @@ pub struct ProcessInfo {
     /// Where the current incarnation listens (`unix:/path` or `tcp:127.0.0.1:port`), for the
     /// socket transports; `None` for `Ipc`.
     pub endpoint: Option<String>,
+    /// The pool this process is a member of, or `None` for a process spawned on its own (and
+    /// for a pool's own snapshot).
+    pub pool: Option<ProcessId>,
 }

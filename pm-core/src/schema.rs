@@ -25,6 +25,9 @@ pub struct MethodInfo {
     pub ret: &'static str,
     /// Whether the method takes `&self` or `&mut self`.
     pub receiver: Receiver,
+    /// Whether the method is marked `#[public(idempotent)]`: a pool may retry it once on
+    /// another member when the member it ran on died with the call in flight.
+    pub idempotent: bool,
 }
 
 /// FNV-1a, 64 bits: small, stable across platforms and releases, good enough to tell method
@@ -40,7 +43,8 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
 
 /// The fingerprint of a method table: a hash of every method's name, argument type names and
 /// return type name, in order. Two builds of the same `#[process]` block agree on it; adding,
-/// removing, renaming or retyping a method changes it.
+/// removing, renaming or retyping a method changes it. Whether a method is idempotent is not
+/// part of it: that is a caller-side property, so marking a method changes no wire contract.
 pub fn fingerprint(methods: &[MethodInfo]) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     let mut hash = OFFSET;
@@ -88,6 +92,7 @@ mod tests {
         args: &["i64", "i64"],
         ret: "i64",
         receiver: Receiver::Shared,
+        idempotent: false,
     };
 
     #[test]
@@ -122,5 +127,14 @@ mod tests {
             ..ADD
         };
         assert_ne!(fingerprint(&[a]), fingerprint(&[b]));
+    }
+
+    #[test]
+    fn fingerprint_ignores_idempotency() {
+        let marked = MethodInfo {
+            idempotent: true,
+            ..ADD
+        };
+        assert_eq!(fingerprint(&[ADD]), fingerprint(&[marked]));
     }
 }

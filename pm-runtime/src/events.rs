@@ -58,4 +58,55 @@ pub enum ProcessEvent {
         /// Why.
         reason: String,
     },
+    /// Something happened to a pool as a whole. Its members' own events (spawned, ready,
+    /// crashed, ...) are announced as for any process, under their own ids;
+    /// [`ProcessInfo::pool`](pm_core::ProcessInfo::pool) says which pool a member is in.
+    Pool {
+        /// The pool's id.
+        pool: ProcessId,
+        /// What happened.
+        event: PoolEvent,
+    },
+}
+
+/// What happened to a pool, in [`ProcessEvent::Pool`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PoolEvent {
+    /// A member joined: at start, by a resize, or replacing another.
+    MemberAdded {
+        /// The new member.
+        member: ProcessId,
+    },
+    /// A member left the pool.
+    MemberRemoved {
+        /// The member.
+        member: ProcessId,
+        /// Why: resized down, replaced by a reload or recycling, or failed for good.
+        reason: String,
+    },
+    /// The pool's size changed.
+    Resized {
+        /// The size before.
+        from: usize,
+        /// The size now.
+        to: usize,
+    },
+    /// A failed member could not be replaced: the pool stays smaller.
+    ReplacementFailed {
+        /// Why.
+        reason: String,
+    },
+    /// A rolling reload began.
+    ReloadStarted,
+    /// A rolling reload replaced every member.
+    ReloadFinished,
+    /// The circuit breaker opened: calls fail fast.
+    CircuitOpened,
+    /// The circuit breaker lets probe calls through.
+    CircuitHalfOpen,
+    /// The circuit breaker closed again.
+    CircuitClosed,
+    /// The pool stopped: every member is stopped.
+    Stopped,
 }

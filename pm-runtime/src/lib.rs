@@ -61,6 +61,7 @@ mod managed;
 mod manager;
 mod metrics;
 mod options;
+mod pool;
 mod process;
 mod rpc;
 mod spawn;
@@ -77,27 +78,28 @@ pub mod __private {
 }
 
 pub use caller::{Caller, Invoke};
-pub use events::ProcessEvent;
+pub use events::{PoolEvent, ProcessEvent};
 pub use host::HostOptions;
 pub use manager::{ProcessHandle, ProcessManager};
 pub use options::SpawnOptions;
 pub use pm_core::{
     wire, Backoff, BackoffKind, CheckResult, CheckStatus, Error, HealthCheckConfig, HealthState,
-    HealthStatus, Identity, Isolation, LatencySummary, Limits, MethodInfo, Monitoring, PoolOptions,
-    ProcessId, ProcessInfo, ProcessManagerConfig, ProcessMetrics, ProcessState, RemoteError,
-    RemoteErrorKind, Resources, RestartOn, RestartPolicy, Strategy, TransportKind,
+    HealthStatus, Identity, Isolation, LatencySummary, Limits, MethodInfo, Monitoring, ProcessId,
+    ProcessInfo, ProcessManagerConfig, ProcessMetrics, ProcessState, RemoteError, RemoteErrorKind,
+    Resources, RestartOn, RestartPolicy, TransportKind,
 };
 pub use pm_macros::{health_check, on_shutdown, process, public};
+pub use pool::{Autoscale, CircuitBreaker, Pool, PoolOptions, Recycle, Strategy};
 pub use process::{ClientStub, Process};
 
 /// The items most programs need: `use pm_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         health_check, on_shutdown, process, public, Backoff, BackoffKind, CheckResult, CheckStatus,
-        HealthCheckConfig, HealthState, HealthStatus, Isolation, Limits, Monitoring, PoolOptions,
-        ProcessEvent, ProcessHandle, ProcessId, ProcessInfo, ProcessManager, ProcessManagerConfig,
-        ProcessMetrics, ProcessState, Resources, RestartOn, RestartPolicy, SpawnOptions, Strategy,
-        TransportKind,
+        HealthCheckConfig, HealthState, HealthStatus, Isolation, Limits, Monitoring, Pool,
+        PoolOptions, ProcessEvent, ProcessHandle, ProcessId, ProcessInfo, ProcessManager,
+        ProcessManagerConfig, ProcessMetrics, ProcessState, Resources, RestartOn, RestartPolicy,
+        SpawnOptions, Strategy, TransportKind,
     };
 }
 

@@ -96,6 +96,8 @@ pub(crate) struct Managed {
     user_health: tokio::sync::Semaphore,
     /// The runtime the process was spawned on, where a dropped manager finishes its teardown.
     runtime: tokio::runtime::Handle,
+    /// The pool this process is a member of.
+    pub(crate) pool: Option<ProcessId>,
 }
 
 impl std::fmt::Debug for Managed {
@@ -125,6 +127,7 @@ pub(crate) struct ManagedSpec {
     pub(crate) events: broadcast::Sender<ProcessEvent>,
     pub(crate) monitoring: Monitoring,
     pub(crate) resources: Resources,
+    pub(crate) pool: Option<ProcessId>,
 }
 
 impl Managed {
@@ -161,6 +164,7 @@ impl Managed {
             recycle_reason: Mutex::new(None),
             user_health: tokio::sync::Semaphore::new(1),
             runtime: tokio::runtime::Handle::current(),
+            pool: spec.pool,
         })
     }
 
@@ -258,6 +262,7 @@ impl Managed {
             restarts: status.restarts,
             uptime: status.up_since.map(|t| t.elapsed()).unwrap_or_default(),
             endpoint: status.endpoint.clone(),
+            pool: self.pool,
         }
     }
 
@@ -268,6 +273,19 @@ impl Managed {
             return None;
         }
         lock(&self.status).pid
+    }
+
+    /// Watches what callers see of the process: up, down (starting or restarting) or gone.
+    pub(crate) fn watch_link(&self) -> watch::Receiver<Link> {
+        self.link.subscribe()
+    }
+
+    /// The pid of the running child, for `Isolation::Child` on this machine.
+    pub(crate) fn child_pid(&self) -> Option<u32> {
+        if self.spec.isolation != pm_core::Isolation::Child {
+            return None;
+        }
+        self.local_pid()
     }
 
     /// The connection of the running incarnation, if there is one.

@@ -12,7 +12,8 @@ use crate::caller::Caller;
 use crate::events::ProcessEvent;
 use crate::managed::{Managed, ManagedSpec};
 use crate::options::SpawnOptions;
-use crate::process::{expected_identity, ClientStub, Process};
+use crate::pool::{MemberHost, Pool, PoolCore, PoolOptions, PoolSpec};
+use crate::process::{expected_identity, BoxFuture, ClientStub, Process};
 use crate::spawn::{launch, LaunchSpec};
 use crate::token::Token;
 
@@ -23,6 +24,8 @@ struct Inner {
     next_id: AtomicU64,
     /// In start order.
     processes: Mutex<Vec<Arc<Managed>>>,
+    /// In start order.
+    pools: Mutex<Vec<Arc<PoolCore>>>,
     events: broadcast::Sender<ProcessEvent>,
 }
 
@@ -89,6 +92,7 @@ impl ProcessManager {
                 config,
                 next_id: AtomicU64::new(1),
                 processes: Mutex::new(Vec::new()),
+                pools: Mutex::new(Vec::new()),
                 events,
             }),
         }
@@ -106,11 +110,22 @@ impl ProcessManager {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn find(&self, id: ProcessId) -> Result<Arc<Managed>, Error> {
-        self.processes()
+    fn pools(&self) -> std::sync::MutexGuard<'_, Vec<Arc<PoolCore>>> {
+        self.inner
+            .pools
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The process or pool with this id.
+    fn find(&self, id: ProcessId) -> Result<Target, Error> {
+        if let Some(managed) = self.processes().iter().find(|m| m.id == id) {
+            return Ok(Target::Process(managed.clone()));
+        }
+        self.pools()
             .iter()
-            .find(|m| m.id == id)
-            .cloned()
+            .find(|p| p.id == id)
+            .map(|p| Target::Pool(p.clone()))
             .ok_or_else(|| Error::NotFound(id.to_string()))
     }
 
@@ -130,7 +145,9 @@ impl ProcessManager {
         binary: impl AsRef<Path>,
         options: SpawnOptions,
     ) -> Result<ProcessHandle<P>, Error> {
-        let managed = self.start::<P>(binary.as_ref(), options, None).await?;
+        let managed = self
+            .start::<P>(binary.as_ref(), options, None, None)
+            .await?;
         Ok(ProcessHandle {
             id: managed.id,
             client: P::Client::__from_caller(Caller::new(managed)),
@@ -164,7 +181,9 @@ impl ProcessManager {
         };
         let options = options.transport(transport);
         let attach = Some((address, Token::from_string(token.to_owned())));
-        let managed = self.start::<P>(Path::new(""), options, attach).await?;
+        let managed = self
+            .start::<P>(Path::new(""), options, attach, None)
+            .await?;
         Ok(ProcessHandle {
             id: managed.id,
             client: P::Client::__from_caller(Caller::new(managed)),
@@ -177,6 +196,7 @@ impl ProcessManager {
         binary: &Path,
         options: SpawnOptions,
         attach: Option<(pm_transport::Address, Token)>,
+        pool: Option<ProcessId>,
     ) -> Result<Arc<Managed>, Error> {
         let config = &self.inner.config;
         crate::supervisor::validate(&config.restart_policy)?;
@@ -224,6 +244,7 @@ impl ProcessManager {
             events: self.inner.events.clone(),
             monitoring: config.monitoring,
             resources: config.resources,
+            pool,
         });
         // Listed before it starts, so a `shutdown` racing this spawn stops it too (its start
         // then fails with "stopped while starting") instead of missing it.
@@ -256,12 +277,69 @@ impl ProcessManager {
         Ok(managed)
     }
 
-    /// A snapshot of one process, or `None` for an unknown id.
-    pub fn info(&self, id: ProcessId) -> Option<ProcessInfo> {
-        self.find(id).ok().map(|m| m.info())
+    /// Starts a pool of `options.size` members of process type `P`, each spawned as by
+    /// [`ProcessManager::spawn`] with `options.spawn`, and returns a handle whose calls are
+    /// spread over them (see [`Pool`]). Every member is ready when this returns.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the field for invalid options (a size of 0, `autoscale.min`
+    /// over `autoscale.max`, a size outside them, ...), and every error of `spawn`: when one
+    /// member cannot start, those that did are stopped and nothing is left running.
+    pub async fn pool<P: Process>(
+        &self,
+        binary: impl AsRef<Path>,
+        options: PoolOptions,
+    ) -> Result<Pool<P>, Error> {
+        options.check()?;
+        let config = &self.inner.config;
+        crate::supervisor::validate(&config.restart_policy)?;
+        config.limits.check()?;
+        let id = ProcessId::from_raw(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let name = options
+            .spawn
+            .name
+            .clone()
+            .unwrap_or_else(|| P::NAME.to_owned());
+        let host = Members::<P> {
+            manager: Arc::downgrade(&self.inner),
+            binary: binary.as_ref().to_path_buf(),
+            options: options.spawn.clone(),
+            pool: id,
+            _process: PhantomData,
+        };
+        let size = options.size;
+        let core = PoolCore::new(PoolSpec {
+            id,
+            name,
+            version: P::VERSION,
+            methods: P::METHODS,
+            default_timeout: options.spawn.timeout.or(config.resources.timeout),
+            options,
+            capacity: config.limits.max_in_flight,
+            max_frame: config.limits.max_frame_size,
+            events: self.inner.events.clone(),
+            host: Box::new(host),
+            restart_policy: config.restart_policy,
+        });
+        // Listed first, so a `shutdown` racing this call stops what it started.
+        self.pools().push(core.clone());
+        if let Err(err) = core.start(size).await {
+            self.pools().retain(|p| !Arc::ptr_eq(p, &core));
+            return Err(err);
+        }
+        Ok(Pool::new(core))
     }
 
-    /// Snapshots of every process, in start order.
+    /// A snapshot of one process or pool, or `None` for an unknown id.
+    pub fn info(&self, id: ProcessId) -> Option<ProcessInfo> {
+        match self.find(id).ok()? {
+            Target::Process(managed) => Some(managed.info()),
+            Target::Pool(pool) => Some(pool.info()),
+        }
+    }
+
+    /// Snapshots of every process, pool members included (their `pool` field names their
+    /// pool), in start order. Pools themselves are not listed: `info(pool.id())` gives one.
     pub fn list(&self) -> Vec<ProcessInfo> {
         self.processes().iter().map(|m| m.info()).collect()
     }
@@ -281,7 +359,10 @@ impl ProcessManager {
     /// timeout.
     pub async fn get_health(&self, id: ProcessId) -> Result<HealthStatus, Error> {
         let timeout = self.inner.config.monitoring.health_check.timeout;
-        self.find(id)?.health(timeout).await
+        match self.find(id)? {
+            Target::Process(managed) => managed.health(timeout).await,
+            Target::Pool(pool) => pool.health(timeout).await,
+        }
     }
 
     /// What the manager measured of the process: calls, errors and latency from its side of
@@ -291,7 +372,10 @@ impl ProcessManager {
     /// # Errors
     /// [`Error::NotFound`] for an unknown id.
     pub async fn get_metrics(&self, id: ProcessId) -> Result<ProcessMetrics, Error> {
-        let managed = self.find(id)?;
+        let managed = match self.find(id)? {
+            Target::Process(managed) => managed,
+            Target::Pool(pool) => return Ok(pool.metrics()),
+        };
         let (cpu, memory) = managed
             .local_pid()
             .and_then(|pid| managed.sampler.sample(pid))
@@ -302,6 +386,7 @@ impl ProcessManager {
             requests: managed.stats.requests(),
             errors: managed.stats.errors(),
             latency: managed.stats.latency(),
+            members: Vec::new(),
         })
     }
 
@@ -313,7 +398,10 @@ impl ProcessManager {
     /// # Errors
     /// [`Error::NotFound`] for an unknown id.
     pub async fn stop(&self, id: ProcessId) -> Result<(), Error> {
-        self.find(id)?.stop(self.inner.config.grace_period).await;
+        match self.find(id)? {
+            Target::Process(managed) => managed.stop(self.inner.config.grace_period).await,
+            Target::Pool(pool) => pool.stop().await,
+        }
         Ok(())
     }
 
@@ -322,18 +410,70 @@ impl ProcessManager {
     /// # Errors
     /// [`Error::NotFound`] for an unknown id.
     pub async fn kill(&self, id: ProcessId) -> Result<(), Error> {
-        self.find(id)?.kill().await;
+        match self.find(id)? {
+            Target::Process(managed) => managed.kill().await,
+            Target::Pool(pool) => pool.kill().await,
+        }
         Ok(())
     }
 
     /// Stops every process gracefully, in reverse start order, and reaps every child.
     /// Handles stay valid but their calls fail with [`Error::Unavailable`].
     pub async fn shutdown(&self) -> Result<(), Error> {
+        // Pools first: they stop taking calls and replacing members before members stop.
+        let pools: Vec<Arc<PoolCore>> = self.pools().clone();
+        for pool in pools.iter().rev() {
+            pool.stop().await;
+        }
         let processes: Vec<Arc<Managed>> = self.processes().clone();
         for managed in processes.iter().rev() {
             managed.stop(self.inner.config.grace_period).await;
         }
         Ok(())
+    }
+}
+
+/// What an id names.
+enum Target {
+    Process(Arc<Managed>),
+    Pool(Arc<PoolCore>),
+}
+
+/// Spawns the members of one pool through the manager, without keeping the manager alive.
+struct Members<P> {
+    manager: std::sync::Weak<Inner>,
+    binary: std::path::PathBuf,
+    options: SpawnOptions,
+    pool: ProcessId,
+    _process: PhantomData<fn() -> P>,
+}
+
+impl<P: Process> MemberHost for Members<P> {
+    fn spawn_member(&self) -> BoxFuture<'static, Result<Arc<Managed>, Error>> {
+        let manager = self.manager.upgrade().map(|inner| ProcessManager { inner });
+        let binary = self.binary.clone();
+        let options = self.options.clone();
+        let pool = self.pool;
+        Box::pin(async move {
+            let manager = manager.ok_or_else(|| Error::Unavailable {
+                process: P::NAME.to_owned(),
+                reason: "its manager is gone".into(),
+            })?;
+            manager.start::<P>(&binary, options, None, Some(pool)).await
+        })
+    }
+
+    fn unlist(&self, id: ProcessId) {
+        if let Some(inner) = self.manager.upgrade() {
+            ProcessManager { inner }.processes().retain(|m| m.id != id);
+        }
+    }
+
+    fn grace(&self) -> std::time::Duration {
+        self.manager
+            .upgrade()
+            .map(|inner| inner.config.grace_period)
+            .unwrap_or_default()
     }
 }
 

@@ -382,3 +382,94 @@ impl UnrulyHooks {
         let _ = std::fs::write(&self.path, format!("recorded pid={}", std::process::id()));
     }
 }
+
+/// Gives each instance of [`PoolWorker`] in this OS process its own number.
+static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A pool member for the pool tests: it says who it is (pid and instance, so members are
+/// told apart under every isolation), can be slowed down, can fail, and counts its calls
+/// running right now.
+#[derive(Debug)]
+pub struct PoolWorker {
+    instance: u64,
+    delay_ms: std::sync::atomic::AtomicU64,
+    running: std::sync::atomic::AtomicU64,
+}
+
+impl Default for PoolWorker {
+    fn default() -> Self {
+        Self {
+            instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            delay_ms: std::sync::atomic::AtomicU64::new(0),
+            running: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+/// Which member answered: its OS pid and its instance number within that OS process.
+pub type Who = (u32, u64);
+
+impl PoolWorker {
+    fn who_am_i(&self) -> Who {
+        (std::process::id(), self.instance)
+    }
+
+    async fn hold(&self, millis: u64) -> Who {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.running.fetch_add(1, SeqCst);
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        self.running.fetch_sub(1, SeqCst);
+        self.who_am_i()
+    }
+}
+
+#[process(name = "pool-worker", version = "1.0.0")]
+impl PoolWorker {
+    /// Who answered, after the delay set with `set_delay`.
+    #[public]
+    pub async fn who(&self) -> Who {
+        let delay = self.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        self.who_am_i()
+    }
+
+    /// Who answered; marked idempotent, so a pool retries it elsewhere when its member dies.
+    #[public(idempotent)]
+    pub async fn who_again(&self) -> Who {
+        self.who_am_i()
+    }
+
+    /// Sleeps `millis`, then says who answered. Idempotent.
+    #[public(idempotent)]
+    pub async fn hold_again(&self, millis: u64) -> Who {
+        self.hold(millis).await
+    }
+
+    /// Sleeps `millis`, then says who answered. Not idempotent.
+    #[public]
+    pub async fn hold_once(&self, millis: u64) -> Who {
+        self.hold(millis).await
+    }
+
+    /// Calls running in this member right now.
+    #[public]
+    pub async fn running(&self) -> u64 {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Makes every later `who` take `millis` longer; says who was slowed.
+    #[public]
+    pub async fn set_delay(&self, millis: u64) -> Who {
+        self.delay_ms
+            .store(millis, std::sync::atomic::Ordering::SeqCst);
+        self.who_am_i()
+    }
+
+    /// Panics: a failure for the circuit breaker.
+    #[public]
+    pub async fn boom(&self) {
+        panic!("boom on purpose");
+    }
+}
