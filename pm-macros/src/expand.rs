@@ -205,12 +205,15 @@ fn generate_process_impl(plan: &Plan<'_>) -> TokenStream {
             },
         };
         let receiver = format_ident!("{}", receiver_path(public.access));
+        // A `bool` expands to the literal `true` or `false`, which no user item can shadow.
+        let idempotent = public.idempotent;
         quote! {
             #p::MethodInfo {
                 name: #method_name,
                 args: &[#(#arg_types),*],
                 ret: #ret,
                 receiver: #p::Receiver::#receiver,
+                idempotent: #idempotent,
             }
         }
     });

@@ -38,14 +38,26 @@ fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
-/// The known key an unknown key is most likely a typo of.
-fn closest_key(unknown: &str) -> Option<&'static str> {
-    ["name", "version", "crate"]
-        .into_iter()
-        .map(|key| (edit_distance(unknown, key), key))
+/// The known word an unknown word is most likely a typo of (at most two edits away).
+fn closest(unknown: &str, known: &[&'static str]) -> Option<&'static str> {
+    known
+        .iter()
+        .map(|word| (edit_distance(unknown, word), *word))
         .filter(|(distance, _)| *distance <= 2)
         .min()
-        .map(|(_, key)| key)
+        .map(|(_, word)| word)
+}
+
+/// The known key an unknown key is most likely a typo of.
+fn closest_key(unknown: &str) -> Option<&'static str> {
+    closest(unknown, &["name", "version", "crate"])
+}
+
+/// A path as the user wrote it, without the spaces `to_string` puts between tokens.
+fn path_text(path: &syn::Path) -> String {
+    quote::ToTokens::to_token_stream(path)
+        .to_string()
+        .replace(' ', "")
 }
 
 fn string_value(cx: &Ctxt, key: &str, value: &Expr) -> Option<LitStr> {
@@ -95,9 +107,7 @@ pub(crate) fn parse_args(cx: &Ctxt, tokens: TokenStream) -> Args {
         match key.as_str() {
             "name" | "version" | "crate" => {}
             _ => {
-                let shown = quote::ToTokens::to_token_stream(&pair.path)
-                    .to_string()
-                    .replace(' ', "");
+                let shown = path_text(&pair.path);
                 let message = match closest_key(&shown) {
                     Some(known) => {
                         format!(
@@ -174,6 +184,85 @@ pub(crate) struct Marked<'a> {
     pub(crate) func: &'a ImplItemFn,
     pub(crate) role: Role,
     pub(crate) attr: &'a Attribute,
+    /// `#[public(idempotent)]`; always `false` for the other roles.
+    pub(crate) idempotent: bool,
+}
+
+/// The one option `#[public(...)]` accepts.
+const IDEMPOTENT: &str = "idempotent";
+
+/// Reads the options of a `#[public]` attribute: `true` for `#[public(idempotent)]`, `false`
+/// for a bare `#[public]`. Reports every other form at the offending token; what was
+/// recognised still counts, so the method's signature is checked as usual.
+fn public_options(cx: &Ctxt, attr: &Attribute) -> bool {
+    const FORMS: &str = "write `#[public]` or `#[public(idempotent)]`";
+    let list = match &attr.meta {
+        Meta::Path(_) => return false,
+        Meta::NameValue(pair) => {
+            let eq = pair.eq_token;
+            let value = &pair.value;
+            cx.error_spanned_by(
+                quote::quote!(#eq #value),
+                format!("#[public] takes no value: {FORMS}"),
+            );
+            return false;
+        }
+        Meta::List(list) => list,
+    };
+    if list.tokens.is_empty() {
+        cx.syn_error(syn::Error::new(
+            list.delimiter.span().join(),
+            format!("empty parentheses after #[public]: {FORMS}"),
+        ));
+        return false;
+    }
+    let options = match list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) {
+        Ok(options) => options,
+        Err(err) => {
+            cx.syn_error(syn::Error::new(
+                err.span(),
+                format!("expected the option `{IDEMPOTENT}` of #[public]: {err}"),
+            ));
+            return false;
+        }
+    };
+    let mut idempotent = false;
+    for option in &options {
+        let path = option.path();
+        let shown = path_text(path);
+        if shown != IDEMPOTENT {
+            let message = match closest(&shown, &[IDEMPOTENT]) {
+                Some(known) => format!(
+                    "unknown option `{shown}` of #[public]: did you mean `{known}`? The only option is `{IDEMPOTENT}`"
+                ),
+                None => format!(
+                    "unknown option `{shown}` of #[public]; the only option is `{IDEMPOTENT}`"
+                ),
+            };
+            cx.error_spanned_by(path, message);
+            continue;
+        }
+        let no_value = format!("`{IDEMPOTENT}` takes no value: write `#[public({IDEMPOTENT})]`");
+        match option {
+            Meta::NameValue(pair) => {
+                let eq = pair.eq_token;
+                let value = &pair.value;
+                cx.error_spanned_by(quote::quote!(#eq #value), no_value);
+            }
+            Meta::List(list) => {
+                cx.syn_error(syn::Error::new(list.delimiter.span().join(), no_value));
+            }
+            Meta::Path(_) if idempotent => cx.error_spanned_by(
+                path,
+                format!("`{IDEMPOTENT}` is given twice: write it once, `#[public({IDEMPOTENT})]`"),
+            ),
+            Meta::Path(_) => {}
+        }
+        // Also after a malformed form, so that a later bare `idempotent` counts as a repeat;
+        // the value no longer matters once an error is reported.
+        idempotent = true;
+    }
+    idempotent
 }
 
 /// The `impl` block, seen through what `#[process]` cares about.
@@ -193,22 +282,28 @@ pub(crate) fn parse_model<'a>(cx: &Ctxt, item: &'a ItemImpl) -> Model<'a> {
         let ImplItem::Fn(func) = impl_item else {
             continue;
         };
-        let mut role: Option<(Role, &Attribute)> = None;
+        let mut role: Option<(Role, &Attribute, bool)> = None;
         for attr in &func.attrs {
             let Some(this) = role_of(attr) else {
                 continue;
             };
-            if !matches!(attr.meta, Meta::Path(_)) {
-                cx.error_spanned_by(
-                    &attr.meta,
-                    format!(
-                        "{} takes no arguments: write `{}`",
-                        this.attribute(),
-                        this.attribute()
-                    ),
-                );
-            }
-            if let Some((first, _)) = role {
+            let idempotent = match this {
+                Role::Public => public_options(cx, attr),
+                Role::HealthCheck | Role::OnShutdown => {
+                    if !matches!(attr.meta, Meta::Path(_)) {
+                        cx.error_spanned_by(
+                            &attr.meta,
+                            format!(
+                                "{} takes no arguments: write `{}`",
+                                this.attribute(),
+                                this.attribute()
+                            ),
+                        );
+                    }
+                    false
+                }
+            };
+            if let Some((first, _, _)) = role {
                 cx.error_spanned_by(
                     attr,
                     format!(
@@ -218,10 +313,15 @@ pub(crate) fn parse_model<'a>(cx: &Ctxt, item: &'a ItemImpl) -> Model<'a> {
                 );
                 continue;
             }
-            role = Some((this, attr));
+            role = Some((this, attr, idempotent));
         }
         match role {
-            Some((role, attr)) => marked.push(Marked { func, role, attr }),
+            Some((role, attr, idempotent)) => marked.push(Marked {
+                func,
+                role,
+                attr,
+                idempotent,
+            }),
             None if func.sig.ident == "init" && func.sig.receiver().is_none() => {
                 init = Some(func);
             }
@@ -250,7 +350,7 @@ pub(crate) fn wrong_item(item: &syn::Item) -> (Span, &'static str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{closest_key, edit_distance};
+    use super::{closest, closest_key, edit_distance, IDEMPOTENT};
 
     #[test]
     fn typos_of_keys_are_recognised() {
@@ -260,5 +360,13 @@ mod tests {
         assert_eq!(closest_key("vesion"), Some("version"));
         assert_eq!(closest_key("krate"), Some("crate"));
         assert_eq!(closest_key("timeout"), None);
+    }
+
+    #[test]
+    fn typos_of_the_public_option_are_recognised() {
+        for typo in ["idempotnt", "idempotnet", "idempotence", "Idempotent"] {
+            assert_eq!(closest(typo, &[IDEMPOTENT]), Some(IDEMPOTENT), "{typo}");
+        }
+        assert_eq!(closest("retry", &[IDEMPOTENT]), None);
     }
 }

@@ -40,6 +40,8 @@ pub(crate) struct Public<'a> {
     pub(crate) access: Access,
     pub(crate) args: Vec<Arg<'a>>,
     pub(crate) returns: Returns<'a>,
+    /// `#[public(idempotent)]`: a pool may retry the call once on another member.
+    pub(crate) idempotent: bool,
 }
 
 /// A validated hook (`#[health_check]` or `#[on_shutdown]`).
@@ -112,6 +114,7 @@ pub(crate) fn validate<'a>(cx: &Ctxt, args: Args, model: &Model<'a>) -> Option<P
                         access,
                         args,
                         returns,
+                        idempotent: marked.idempotent,
                     });
                 }
             }

@@ -1,5 +1,5 @@
-//! Every feature at once: `&self` and `&mut self` methods, a typed error, a health check,
-//! two shutdown hooks and an `init` with dependencies.
+//! Every feature at once: `&self` and `&mut self` methods, an idempotent method, a typed
+//! error, a health check, two shutdown hooks and an `init` with dependencies.
 
 use pm_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -43,8 +43,8 @@ impl Full {
         })
     }
 
-    /// Adds two numbers.
-    #[public]
+    /// Adds two numbers; safe to run twice, so a pool may retry it.
+    #[public(idempotent)]
     pub async fn add(&self, a: i64, b: i64) -> i64 {
         a + b
     }
@@ -125,4 +125,13 @@ fn main() {
     assert_eq!(<Full as Process>::VERSION, "2.1.0-beta.1");
     let names: Vec<&str> = Full::METHODS.iter().map(|m| m.name).collect();
     assert_eq!(names, ["add", "div", "accumulate", "stats", "reset", "label"]);
+    let idempotent: Vec<bool> = Full::METHODS.iter().map(|m| m.idempotent).collect();
+    assert_eq!(idempotent, [true, false, false, false, false, false]);
 }
+
+// The same, checked at compile time through the path the runtime uses.
+const _: () = {
+    let methods = <Full as ::pm_runtime::__private::Process>::METHODS;
+    assert!(methods[0].idempotent, "`add` is #[public(idempotent)]");
+    assert!(!methods[1].idempotent, "`div` is a plain #[public]");
+};

@@ -45,7 +45,7 @@ mod service {
 
     #[process(name = "hygienic", version = "1.0.0")]
     impl Hygienic {
-        #[public]
+        #[public(idempotent)]
         pub async fn add(&self, a: i64, b: i64) -> i64 {
             a + b
         }
