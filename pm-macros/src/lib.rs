@@ -30,7 +30,9 @@ use proc_macro::TokenStream;
 ///   run concurrently) or `&mut self` (calls are serialised), have no generics, and take and
 ///   return owned types that are `Serialize + DeserializeOwned`. A method returning
 ///   `Result<T, E>` (with `E: Serialize + DeserializeOwned + Display`) delivers `T`, or `E` as
-///   `Error::Remote`.
+///   `Error::Remote`. `#[public(idempotent)]` marks a method that is safe to run twice: a
+///   pool retries it once on another member when the member it ran on died with the call in
+///   flight (other methods then end with `Error::ProcessExited`).
 /// - `#[health_check]`: at most one; `async fn(&self) -> HealthStatus`.
 /// - `#[on_shutdown]`: any number; `async fn(&self)` without arguments; run before the
 ///   process ends.

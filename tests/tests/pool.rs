@@ -754,3 +754,109 @@ async fn a_drained_pool_refuses_new_calls_and_finishes_those_in_flight() {
     drain.await.expect("task").expect("drain");
     pm.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_spreads_calls_over_every_transport() {
+    for transport in [
+        TransportKind::Ipc,
+        TransportKind::Unix,
+        TransportKind::Tcp,
+        TransportKind::Http,
+    ] {
+        let pm = manager(Isolation::Child);
+        let pool = pool(
+            &pm,
+            PoolOptions {
+                size: 2,
+                strategy: Strategy::RoundRobin,
+                spawn: SpawnOptions::default().transport(transport),
+                ..Default::default()
+            },
+        )
+        .await;
+        let mut seen = HashSet::new();
+        for _ in 0..4 {
+            seen.insert(pool.who().await.expect("call"));
+        }
+        assert_eq!(seen.len(), 2, "{transport:?}: {seen:?}");
+        pm.shutdown().await.expect("shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_ends_for_good_is_replaced_by_a_fresh_one() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        restart_policy: RestartPolicy {
+            enabled: false,
+            ..Default::default()
+        },
+        grace_period: Duration::from_millis(500),
+        ..Default::default()
+    });
+    let pool = pool(&pm, options(2, Strategy::RoundRobin)).await;
+    let mut events = pm.subscribe();
+    let before = Pool::members(&pool);
+    let victim = pm.info(before[0]).and_then(|i| i.pid).expect("pid");
+    // SAFETY: signalling a child this test owns.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            let now = Pool::members(&pool);
+            now.len() == 2 && !now.contains(&before[0]) && at_full_size(&pm, &pool, 2)
+        })
+        .await,
+        "the failed member was not replaced: {:?}",
+        Pool::members(&pool)
+    );
+    assert!(
+        pm.info(before[0]).is_none(),
+        "the failed member is unlisted"
+    );
+    for _ in 0..4 {
+        assert_ne!(pool.who().await.expect("call").0, victim);
+    }
+    let mut removed = false;
+    let mut added = false;
+    while let Ok(event) = events.try_recv() {
+        match event {
+            ProcessEvent::Pool {
+                event: PoolEvent::MemberRemoved { member, .. },
+                ..
+            } if member == before[0] => removed = true,
+            ProcessEvent::Pool {
+                event: PoolEvent::MemberAdded { .. },
+                ..
+            } => added = true,
+            _ => {}
+        }
+    }
+    assert!(removed && added, "removed {removed}, added {added}");
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recycling_after_a_number_of_calls_replaces_the_member_without_failing_a_call() {
+    let pm = manager(Isolation::Child);
+    let pool = pool(
+        &pm,
+        PoolOptions {
+            size: 1,
+            recycle: pm_runtime::Recycle {
+                after_calls: Some(10),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    let first = pool.who().await.expect("call").0;
+    let recycled = eventually(Duration::from_secs(10), async || {
+        pool.who().await.expect("no call fails while recycling").0 != first
+    })
+    .await;
+    assert!(recycled, "the member was never recycled");
+    assert!(wait_dead(first, Duration::from_secs(5)).await);
+    assert_eq!(Pool::members(&pool).len(), 1);
+    pm.shutdown().await.expect("shutdown");
+}

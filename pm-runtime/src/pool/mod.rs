@@ -132,7 +132,14 @@ impl PoolCore {
             events: spec.events,
             host: spec.host,
             changing: tokio::sync::Mutex::new(()),
-            replacements: Mutex::new(crate::supervisor::RestartTracker::new(spec.restart_policy)),
+            // Replacing keeps the pool at its size even when members are not restarted in
+            // place (`enabled: false`); the policy's budget and backoff still bound it.
+            replacements: Mutex::new(crate::supervisor::RestartTracker::new(
+                pm_core::RestartPolicy {
+                    enabled: true,
+                    ..spec.restart_policy
+                },
+            )),
             created: Instant::now(),
         })
     }
