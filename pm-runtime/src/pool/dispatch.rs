@@ -54,6 +54,8 @@ pub(crate) struct State {
     pub(crate) phase: Phase,
     /// Replacements being spawned for members that failed for good.
     pub(crate) healing: usize,
+    /// How many of those a resize down no longer wants.
+    pub(crate) cancelled_healing: usize,
     pub(crate) next_slot: u64,
     next_ticket: u64,
     scratch: Vec<Candidate>,
@@ -68,6 +70,7 @@ impl State {
             queue: VecDeque::new(),
             phase: Phase::Running,
             healing: 0,
+            cancelled_healing: 0,
             next_slot: 0,
             next_ticket: 0,
             scratch: Vec::new(),
@@ -91,16 +94,19 @@ impl State {
 
 impl PoolCore {
     /// Takes a slot of a member that can take the call now, by key or by strategy.
+    /// `avoid` (the member a retried call failed on) is a preference: when no other member
+    /// can take the call, it may go there again (restarted meanwhile).
     fn try_pick(
         &self,
         state: &mut State,
         key: Option<u64>,
         avoid: Option<ProcessId>,
     ) -> Option<Reserved> {
-        match key {
+        let pick = |state: &mut State, avoid| match key {
             Some(hash) => self.pick_keyed(state, hash, avoid),
             None => self.pick_by_strategy(state, avoid),
-        }
+        };
+        pick(state, avoid).or_else(|| avoid.and_then(|_| pick(state, None)))
     }
 
     fn pick_keyed(&self, state: &State, hash: u64, avoid: Option<ProcessId>) -> Option<Reserved> {
@@ -196,7 +202,9 @@ impl PoolCore {
             if state.phase != Phase::Running {
                 return Err(self.unavailable("the pool is stopping or stopped"));
             }
-            if state.queue.is_empty() {
+            // Nobody waits who could use a free member (waiting keyed calls are bound to their
+            // own members): take one at once.
+            if state.queue.iter().all(|w| w.key.is_some() && w.key != key) {
                 if let Some(reserved) = self.try_pick(&mut state, key, avoid) {
                     return Ok(reserved);
                 }
@@ -324,8 +332,10 @@ impl PoolCore {
         let mut state = self.lock_state();
         let before = state.queue.len();
         state.queue.retain(|w| w.ticket != ticket);
-        self.queued.store(state.queue.len(), Ordering::SeqCst);
-        before != state.queue.len()
+        let removed = before != state.queue.len();
+        // The waiter that left may have held up those behind it.
+        self.pump_locked(&mut state);
+        removed
     }
 }
 

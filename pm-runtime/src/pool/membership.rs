@@ -43,15 +43,32 @@ impl PoolCore {
         self.host.unlist(managed.id);
     }
 
-    /// Puts a spawned member in rotation (in `slot`, or a new one) and starts watching it.
-    fn admit(self: &Arc<Self>, managed: Arc<Managed>, slot: Option<u64>) -> Arc<Member> {
+    /// Puts a spawned member in rotation and starts watching it, unless the pool stopped
+    /// meanwhile or the place it was spawned for is no longer open (then `None`: the caller
+    /// ends the process).
+    fn admit(self: &Arc<Self>, managed: Arc<Managed>, join: Join<'_>) -> Option<Arc<Member>> {
         let member = {
             let mut state = lock(&self.state);
-            let slot = slot.unwrap_or_else(|| {
-                let slot = state.next_slot;
-                state.next_slot += 1;
-                slot
-            });
+            if state.phase != Phase::Running {
+                return None;
+            }
+            let slot = match join {
+                Join::New => {
+                    let slot = state.next_slot;
+                    state.next_slot += 1;
+                    slot
+                }
+                Join::Replacing(slot) => slot,
+                Join::Succeeding(old) => {
+                    let still_member = state.members.iter().any(|m| Arc::ptr_eq(m, old));
+                    if !still_member || old.is_retiring() {
+                        return None;
+                    }
+                    // Out of rotation first, so the new member is the slot's only one once in.
+                    old.retire();
+                    old.slot
+                }
+            };
             let member = Member::new(managed, slot);
             let at = state.members.partition_point(|m| m.slot < slot);
             state.members.insert(at, member.clone());
@@ -63,15 +80,28 @@ impl PoolCore {
             member: member.id(),
         });
         tokio::spawn(watch_member(Arc::downgrade(self), member.clone()));
-        member
+        Some(member)
+    }
+
+    /// Admits each spawned member as a new one; ends those the pool no longer takes.
+    async fn admit_new(self: &Arc<Self>, spawned: Vec<Arc<Managed>>) -> Result<(), Error> {
+        let mut refused = false;
+        for managed in spawned {
+            if self.admit(managed.clone(), Join::New).is_none() {
+                self.end_member(&managed).await;
+                refused = true;
+            }
+        }
+        if refused {
+            return Err(self.unavailable("the pool was stopped while members started"));
+        }
+        Ok(())
     }
 
     /// Starts the first `size` members.
     pub(crate) async fn start(self: &Arc<Self>, size: usize) -> Result<(), Error> {
         let spawned = self.spawn_members(size).await?;
-        for managed in spawned {
-            self.admit(managed, None);
-        }
+        self.admit_new(spawned).await?;
         super::maintain::start(self);
         Ok(())
     }
@@ -126,20 +156,24 @@ impl PoolCore {
         } else {
             None
         };
-        let running = {
+        let wanted = {
             let mut state = lock(&self.state);
             state.healing -= 1;
-            let running = state.phase == Phase::Running;
-            if !matches!(spawned, Some(Ok(_))) {
+            // A resize down while this replacement was on its way asked for one member less.
+            let wanted = state.cancelled_healing == 0;
+            state.cancelled_healing = state.cancelled_healing.saturating_sub(1);
+            if !matches!(spawned, Some(Ok(_))) || !wanted {
                 self.fail_waiters_if_hopeless(&mut state);
             }
-            running
+            wanted
         };
         match spawned {
-            Some(Ok(managed)) if running => {
-                self.admit(managed, Some(slot));
+            Some(Ok(managed))
+                if !wanted || self.admit(managed.clone(), Join::Replacing(slot)).is_none() =>
+            {
+                self.end_member(&managed).await;
             }
-            Some(Ok(managed)) => self.end_member(&managed).await,
+            Some(Ok(_)) => {}
             Some(Err(err)) => {
                 let reason = format!("a replacement member could not start: {err}");
                 tracing::error!(pool = %self.name, id = %self.id, %reason, "pool shrinks");
@@ -191,26 +225,22 @@ impl PoolCore {
     /// Resizes while holding `changing`.
     pub(crate) async fn resize_now(self: &Arc<Self>, size: usize) -> Result<(), Error> {
         self.ensure_running()?;
-        let (current, healing) = {
+        // Replacements on their way count: they will be members.
+        let from = {
             let state = lock(&self.state);
-            (state.members.len(), state.healing)
+            state.members.len() + state.healing - state.cancelled_healing
         };
-        let from = current + healing;
         if size > from {
             let spawned = self.spawn_members(size - from).await?;
-            if self.ensure_running().is_err() {
-                for managed in spawned {
-                    self.end_member(&managed).await;
-                }
-                return Err(self.unavailable("the pool was stopped while it grew"));
-            }
-            for managed in spawned {
-                self.admit(managed, None);
-            }
+            self.admit_new(spawned).await?;
         } else if size < from {
-            let excess = from - size;
             let removed: Vec<Arc<Member>> = {
-                let state = lock(&self.state);
+                let mut state = lock(&self.state);
+                // Cancel replacements on their way first, then retire the newest members.
+                let pending = state.healing - state.cancelled_healing;
+                let cancelled = pending.min(from - size);
+                state.cancelled_healing += cancelled;
+                let excess = from - size - cancelled;
                 state.members.iter().rev().take(excess).cloned().collect()
             };
             let retiring = removed
@@ -234,13 +264,15 @@ impl PoolCore {
     ) -> Result<(), Error> {
         self.ensure_running()?;
         let managed = self.host.spawn_member().await?;
-        if self.ensure_running().is_err() {
+        if self
+            .admit(managed.clone(), Join::Succeeding(&old))
+            .is_none()
+        {
+            // Stopped meanwhile, or `old` ended for good and its replacement is the
+            // self-healing's: either way this one is not needed.
             self.end_member(&managed).await;
-            return Err(self.unavailable("the pool was stopped during a replacement"));
+            return self.ensure_running();
         }
-        // Out of rotation first, so the new member is the slot's only one once it is in.
-        old.retire();
-        self.admit(managed, Some(old.slot));
         self.retire(old, reason).await;
         Ok(())
     }
@@ -329,6 +361,16 @@ impl PoolCore {
     pub(crate) fn is_stopping(&self) -> bool {
         lock(&self.state).phase != Phase::Running
     }
+}
+
+/// Where a spawned member goes.
+enum Join<'a> {
+    /// A new slot.
+    New,
+    /// The slot of a member that ended for good.
+    Replacing(u64),
+    /// The slot of this member, still in rotation, which it takes over from.
+    Succeeding(&'a Arc<Member>),
 }
 
 /// Follows one member's process: serves waiting calls when it comes up, and hands it to

@@ -211,9 +211,22 @@ impl PoolCore {
         let started = Instant::now();
         let timeout = timeout.or(self.default_timeout);
         let due = timeout.and_then(|limit| started.checked_add(limit));
+        let admission = match self.breaker_admit() {
+            Ok(admission) => admission,
+            Err(err) => {
+                // A stopped pool says so rather than blaming the breaker.
+                let err = if self.is_stopping() {
+                    self.unavailable("the pool is stopping or stopped")
+                } else {
+                    err
+                };
+                self.stats.record(started.elapsed(), false);
+                return Err(err);
+            }
+        };
         let mut outcome = BreakerOutcome {
             core: self,
-            admission: self.breaker_admit()?,
+            admission,
             failed: None,
         };
         let mut avoid = None;
