@@ -18,7 +18,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use pm_examples::Calculator;
 use pm_runtime::prelude::*;
 
-const CALCULATOR: &str = env!("CARGO_BIN_EXE_calculator");
+mod common;
+use common::CALCULATOR;
+
 const RAW_ECHO: &str = env!("CARGO_BIN_EXE_raw-echo");
 
 /// The raw peer, with our end of its socketpair.
@@ -83,20 +85,12 @@ fn round_trips(c: &mut Criterion) {
     });
     drop(raw);
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = common::runtime();
     for (label, isolation) in [
         ("pm_add_child_ipc", Isolation::Child),
         ("pm_add_worker_channel", Isolation::Worker),
     ] {
-        let pm = runtime.block_on(async {
-            ProcessManager::new(ProcessManagerConfig {
-                isolation,
-                ..Default::default()
-            })
-        });
+        let pm = common::manager(&runtime, isolation);
         let calc = runtime
             .block_on(pm.spawn::<Calculator>(CALCULATOR, SpawnOptions::default()))
             .expect("calculator spawns");
