@@ -35,6 +35,22 @@ pub(crate) enum Phase {
     Stopped,
 }
 
+/// What admission gives a call.
+pub(crate) enum Admitted {
+    /// A member's slot, now.
+    Ready(Reserved),
+    /// A place in the queue.
+    Queued(Turn),
+}
+
+/// A call's place in the queue.
+pub(crate) struct Turn {
+    ticket: u64,
+    rx: oneshot::Receiver<Result<Reserved, Error>>,
+    /// When the call stops waiting for a member to come back, if none was up.
+    hopeless_after: Option<Instant>,
+}
+
 /// A call waiting for a free member.
 pub(crate) struct Waiter {
     ticket: u64,
@@ -135,21 +151,14 @@ impl PoolCore {
     }
 
     fn pick_by_strategy(&self, state: &mut State, avoid: Option<ProcessId>) -> Option<Reserved> {
-        let now = Instant::now();
-        let latency_matters = matches!(
-            self.strategy,
-            super::Strategy::LeastLatency | super::Strategy::PowerOfTwo
-        );
+        // Only the strategy that weighs latency reads the clock.
+        let now = (self.strategy == super::Strategy::LeastLatency).then(Instant::now);
         let mut candidates = std::mem::take(&mut state.scratch);
         candidates.clear();
         for (index, member) in state.members.iter().enumerate() {
             let in_flight = member.in_flight();
             if in_flight < self.capacity && Some(member.id()) != avoid && !member.is_retiring() {
-                let latency = if latency_matters {
-                    member.latency(now)
-                } else {
-                    0.0
-                };
+                let latency = now.map_or(0.0, |now| member.latency(now));
                 candidates.push(Candidate {
                     index,
                     in_flight,
@@ -187,17 +196,15 @@ impl PoolCore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A slot for one call: at once when a member can take it and nobody waits, else after
-    /// the calls queued before it, within `due`.
-    pub(crate) async fn acquire(
+    /// A slot for one call at once when a member can take it and nobody waits for one;
+    /// otherwise the call's place in the queue, to wait on with [`PoolCore::wait_turn`].
+    /// Synchronous, so the common case costs no future state.
+    pub(crate) fn admit_call(
         &self,
         key: Option<u64>,
         avoid: Option<ProcessId>,
-        method: &str,
-        due: Option<Instant>,
-        timeout: Option<std::time::Duration>,
-    ) -> Result<Reserved, Error> {
-        let (ticket, rx, hopeless_after) = {
+    ) -> Result<Admitted, Error> {
+        {
             let mut state = self.lock_state();
             if state.phase != Phase::Running {
                 return Err(self.unavailable("the pool is stopping or stopped"));
@@ -206,7 +213,7 @@ impl PoolCore {
             // own members): take one at once.
             if state.queue.iter().all(|w| w.key.is_some() && w.key != key) {
                 if let Some(reserved) = self.try_pick(&mut state, key, avoid) {
-                    return Ok(reserved);
+                    return Ok(Admitted::Ready(reserved));
                 }
             }
             if state.queue.len() >= self.max_queue {
@@ -232,12 +239,27 @@ impl PoolCore {
             // A slot freed between the pick above and the store of `queued` was given back
             // by a call that saw no waiter: look again now that the waiter is visible.
             self.pump_locked(&mut state);
-            (
+            Ok(Admitted::Queued(Turn {
                 ticket,
                 rx,
-                nothing_up.then(|| Instant::now() + super::ALL_DOWN_WAIT),
-            )
-        };
+                hopeless_after: nothing_up.then(|| Instant::now() + super::ALL_DOWN_WAIT),
+            }))
+        }
+    }
+
+    /// Waits for a queued call's turn, within `due`.
+    pub(crate) async fn wait_turn(
+        &self,
+        turn: Turn,
+        method: &str,
+        due: Option<Instant>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Reserved, Error> {
+        let Turn {
+            ticket,
+            rx,
+            hopeless_after,
+        } = turn;
         let mut waiting = Queued {
             core: self,
             ticket,

@@ -232,8 +232,15 @@ impl PoolCore {
         let mut avoid = None;
         let mut retried = false;
         let result = loop {
-            let reserved = match self.acquire(key, avoid, method, due, timeout).await {
-                Ok(reserved) => reserved,
+            let reserved = match self.admit_call(key, avoid) {
+                Ok(dispatch::Admitted::Ready(reserved)) => reserved,
+                // Boxed: the wait's state stays out of the common path's future.
+                Ok(dispatch::Admitted::Queued(turn)) => {
+                    match Box::pin(self.wait_turn(turn, method, due, timeout)).await {
+                        Ok(reserved) => reserved,
+                        Err(err) => break Err(err),
+                    }
+                }
                 Err(err) => break Err(err),
             };
             let guard = Release {
@@ -247,7 +254,9 @@ impl PoolCore {
             let latency = done - sent;
             let member = &guard.reserved.member;
             member.managed.stats.record(latency, result.is_ok());
-            if !matches!(result, Err(Error::ProcessExited { .. })) {
+            if self.strategy == Strategy::LeastLatency
+                && !matches!(result, Err(Error::ProcessExited { .. }))
+            {
                 member.observe(latency, done);
             }
             let member_id = member.id();

@@ -16,7 +16,8 @@ pub enum Strategy {
     LeastLoaded,
     /// A member chosen uniformly at random.
     Random,
-    /// The default: two members chosen at random, the one with fewer calls in flight. An
+    /// The default: two members chosen at random, the one with fewer calls in flight (the
+    /// first of the two on a tie). An
     /// idle member is always preferred, so concurrent calls spread over idle members before
     /// any member takes a second one. Close to least-loaded at a constant cost per call.
     #[default]

@@ -74,7 +74,7 @@ pub(crate) fn choose(strategy: Strategy, candidates: &[Candidate], turn: usize) 
             let first = random_below(n);
             let second = (first + 1 + random_below(n - 1)) % n;
             let (a, b) = (&candidates[first], &candidates[second]);
-            if (b.in_flight, cost(b)) < (a.in_flight, cost(a)) {
+            if b.in_flight < a.in_flight {
                 second
             } else {
                 first
