@@ -232,12 +232,15 @@ impl PoolCore {
         let mut avoid = None;
         let mut retried = false;
         let result = loop {
-            let reserved = match self.admit_call(key, avoid) {
-                Ok(dispatch::Admitted::Ready(reserved)) => reserved,
+            // When the call is sent: at once on the first attempt's fast path (no second
+            // clock read), after the wait otherwise.
+            let (reserved, sent) = match self.admit_call(key, avoid) {
+                Ok(dispatch::Admitted::Ready(reserved)) if avoid.is_none() => (reserved, started),
+                Ok(dispatch::Admitted::Ready(reserved)) => (reserved, Instant::now()),
                 // Boxed: the wait's state stays out of the common path's future.
                 Ok(dispatch::Admitted::Queued(turn)) => {
                     match Box::pin(self.wait_turn(turn, method, due, timeout)).await {
-                        Ok(reserved) => reserved,
+                        Ok(reserved) => (reserved, Instant::now()),
                         Err(err) => break Err(err),
                     }
                 }
@@ -247,7 +250,6 @@ impl PoolCore {
                 core: self,
                 reserved,
             };
-            let sent = Instant::now();
             let remaining = due.map(|due| due.saturating_duration_since(sent));
             let result = guard.reserved.conn.call(method, &args, remaining).await;
             let done = Instant::now();
