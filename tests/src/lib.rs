@@ -473,3 +473,17 @@ impl PoolWorker {
         panic!("boom on purpose");
     }
 }
+
+/// Polls `check` every 20 ms until it holds or `within` passes; whether it held.
+pub async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

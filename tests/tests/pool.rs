@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pm_runtime::prelude::*;
 use pm_runtime::{Autoscale, CircuitBreaker, Error, PoolEvent};
-use pm_tests::{pid_alive, wait_dead, PoolWorker, Who};
+use pm_tests::{eventually, pid_alive, wait_dead, PoolWorker, Who};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_test-pool-worker");
 
@@ -33,20 +33,6 @@ async fn pool(pm: &ProcessManager, options: PoolOptions) -> Pool<PoolWorker> {
     pm.pool::<PoolWorker>(WORKER, options)
         .await
         .expect("the pool starts")
-}
-
-/// Polls `check` every 20 ms until it holds or `within` passes.
-async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The pids of the pool's members right now.

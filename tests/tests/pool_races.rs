@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pm_runtime::prelude::*;
 use pm_runtime::{CircuitBreaker, Error, PoolEvent};
-use pm_tests::{PoolWorker, Who};
+use pm_tests::{eventually, PoolWorker, Who};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_test-pool-worker");
 
@@ -20,20 +20,6 @@ async fn pool(pm: &ProcessManager, options: PoolOptions) -> Pool<PoolWorker> {
     .await
     .expect("the pool starts in time")
     .expect("the pool starts")
-}
-
-/// Polls `check` every 20 ms until it holds or `within` passes.
-async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn running(pm: &ProcessManager, id: ProcessId) -> bool {

@@ -341,35 +341,21 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Invoke for PoolCore {
-    fn invoke<'a>(
-        &'a self,
-        method: &'static str,
-        args: Bytes,
-        timeout: Option<Duration>,
-    ) -> BoxFuture<'a, Result<Frame, Error>> {
-        Box::pin(self.call(None, method, args, timeout))
-    }
-
-    fn max_frame(&self) -> usize {
-        self.max_frame
-    }
-}
-
-/// Calls with one key, all to the member that owns it on the ring.
-struct Keyed {
+/// What a pool's clients call through: the pool, and the key every call carries (none for
+/// the pool's own client, whose calls go by strategy).
+struct Route {
     core: Arc<PoolCore>,
-    hash: u64,
+    key: Option<u64>,
 }
 
-impl Invoke for Keyed {
+impl Invoke for Route {
     fn invoke<'a>(
         &'a self,
         method: &'static str,
         args: Bytes,
         timeout: Option<Duration>,
     ) -> BoxFuture<'a, Result<Frame, Error>> {
-        Box::pin(self.core.call(Some(self.hash), method, args, timeout))
+        Box::pin(self.core.call(self.key, method, args, timeout))
     }
 
     fn max_frame(&self) -> usize {
@@ -407,7 +393,10 @@ pub struct Pool<P: Process> {
 impl<P: Process> Pool<P> {
     pub(crate) fn new(core: Arc<PoolCore>) -> Self {
         Self {
-            client: P::Client::__from_caller(Caller::new(core.clone())),
+            client: P::Client::__from_caller(Caller::new(Arc::new(Route {
+                core: core.clone(),
+                key: None,
+            }))),
             core,
             _process: PhantomData,
         }
@@ -425,11 +414,11 @@ impl<P: Process> Pool<P> {
     /// n + 1 moves about 1/(n + 1) of them). While the owner is down, its calls go to the
     /// next member on the ring; while it is busy at its in-flight limit, they wait for it.
     pub fn with_key<K: Hash>(pool: &Self, key: K) -> P::Client {
-        let keyed = Keyed {
+        let route = Route {
             core: pool.core.clone(),
-            hash: ring::hash_key(&key),
+            key: Some(ring::hash_key(&key)),
         };
-        P::Client::__from_caller(Caller::new(Arc::new(keyed)))
+        P::Client::__from_caller(Caller::new(Arc::new(route)))
     }
 
     /// The same pool with every call's deadline set to `timeout` (waiting in the queue
