@@ -1,6 +1,7 @@
-//! Races and edge cases of pools found by an adversarial review of the first pool commit
-//! (f5d87ca). Each test but the last failed on that commit; the comment on each says what
-//! went wrong there (line numbers refer to that commit).
+//! Races and edge cases of pools found by two adversarial reviews: of the first pool commit
+//! (f5d87ca), and of its fixes and the hot path after them (through 59c8bf1). Each test
+//! failed on the reviewed code unless marked "Coverage"; the comment on each says what went
+//! wrong there (line numbers refer to the reviewed code).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pm_runtime::prelude::*;
 use pm_runtime::{CircuitBreaker, Error, PoolEvent};
-use pm_tests::{eventually, PoolWorker, Who};
+use pm_tests::{eventually, pid_alive, wait_dead, PoolWorker, Who};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_test-pool-worker");
 
@@ -470,4 +471,427 @@ async fn calls_queued_when_a_pool_is_drained_finish() {
     assert_eq!(pids.len(), 1);
     assert!(matches!(pool.who().await, Err(Error::Unavailable { .. })));
     shutdown(&pm).await;
+}
+
+// Found by a second review, of the fixes above and the hot path after them.
+
+/// The tests that look at every child of this test process take this, so that the
+/// children of a test running beside them are not counted.
+static CHILDREN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for the next `MemberAdded` event of any pool.
+async fn member_added(events: &mut tokio::sync::broadcast::Receiver<ProcessEvent>) -> bool {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match events.recv().await {
+                Ok(ProcessEvent::Pool {
+                    event: PoolEvent::MemberAdded { .. },
+                    ..
+                }) => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(err) => panic!("{err}"),
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// The pids of this test process's live children that run the pool worker binary.
+fn worker_children() -> HashSet<u32> {
+    let me = std::process::id();
+    let mut found = HashSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let mut fields = stat[close + 1..].split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid != me || state == "Z" {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("test-pool-worker") {
+            found.insert(pid);
+        }
+    }
+    found
+}
+
+/// Finding (medium, a call with no deadline): `Pool::with_key` (mod.rs:427-433) builds its
+/// client from `pool.core` with `Caller::new`, whose timeout is `None`, so the deadline of a
+/// pool made with `Pool::with_timeout` (mod.rs:437-443, kept only in `pool.client`'s caller)
+/// is dropped. `Pool::with_key(&Pool::with_timeout(&pool, d), key)` waits in the queue for
+/// its busy member with no deadline at all (and there is no public way to give a keyed
+/// client a deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_client_of_a_pool_with_a_timeout_keeps_the_timeout() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Worker,
+        limits: Limits {
+            max_in_flight: 1,
+            ..Default::default()
+        },
+        grace_period: Duration::from_millis(500),
+        ..Default::default()
+    });
+    let pool = Arc::new(
+        pool(
+            &pm,
+            PoolOptions {
+                size: 1,
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    let holding = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.hold_once(4000).await })
+    };
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            // The member is busy once a second call has to queue and times out.
+            let probe = Pool::with_timeout(&pool, Duration::from_millis(50));
+            matches!(probe.who().await, Err(Error::Timeout { .. }))
+        })
+        .await,
+        "the member never got busy"
+    );
+    let quick = Pool::with_timeout(&pool, Duration::from_millis(300));
+    let keyed = Pool::with_key(&quick, "user-42");
+    let started = Instant::now();
+    let call = tokio::time::timeout(Duration::from_secs(20), keyed.who()).await;
+    let took = started.elapsed();
+    let _ = tokio::time::timeout(Duration::from_secs(20), holding).await;
+    assert!(
+        matches!(call, Ok(Err(Error::Timeout { .. }))) && took < Duration::from_secs(2),
+        "a keyed call through a pool with a 300 ms timeout got {call:?} after {took:?}"
+    );
+    shutdown(&pm).await;
+}
+
+/// Finding (low-medium): a reload spawns a successor for every member of its snapshot
+/// (membership.rs:289-294). When one of them ended for good meanwhile and the pool could not
+/// replace it (its replacement budget is spent: `Decision::GiveUp`, membership.rs:136-143;
+/// or the replacement's spawn failed, membership.rs:177-181), `admit(Join::Succeeding)`
+/// refuses the successor because `old` is no longer a member (membership.rs:63-66), and
+/// `replace` ends it (membership.rs:267-274): a ready member is thrown away while its place
+/// stays empty, and the reload returns Ok with the pool one member short for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_fills_the_place_of_a_member_that_ended_for_good_and_was_not_replaced() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Worker,
+        // No replacement budget: a member that ends for good is not replaced.
+        restart_policy: RestartPolicy {
+            max_restarts: 0,
+            ..Default::default()
+        },
+        grace_period: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let pool = Arc::new(
+        pool(
+            &pm,
+            PoolOptions {
+                size: 3,
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    let before = Pool::members(&pool);
+    let mut events = pm.subscribe();
+    let reload = {
+        let pool = pool.clone();
+        tokio::spawn(async move { Pool::reload(&pool).await })
+    };
+    assert!(
+        member_added(&mut events).await,
+        "the reload admitted no member"
+    );
+    pm.kill(before[2])
+        .await
+        .expect("kill a member not yet reloaded");
+    let reloaded = tokio::time::timeout(Duration::from_secs(60), reload)
+        .await
+        .expect("the reload ends")
+        .expect("task");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let members = Pool::members(&pool);
+    assert!(
+        reloaded.is_ok() && members.len() == 3 && members.iter().all(|id| running(&pm, *id)),
+        "a reload of a pool of 3 returned {reloaded:?} and left members {members:?}"
+    );
+    shutdown(&pm).await;
+}
+
+/// Finding (low, debatable contract): `counts_as_failure` (mod.rs:292-306) leaves the pool's
+/// own overload out of the breaker (`Overloaded`), but a call that times out while it waits
+/// in the pool's queue (dispatch.rs:287-291) counts as a failure like a dead member. A pool
+/// whose members are all healthy but busy opens its breaker after `failure_threshold` queue
+/// timeouts, and then fails every call fast with `CircuitOpen` for `open_for` although a
+/// member is idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_timing_out_in_the_queue_do_not_open_the_breaker() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Worker,
+        limits: Limits {
+            max_in_flight: 1,
+            ..Default::default()
+        },
+        grace_period: Duration::from_millis(500),
+        ..Default::default()
+    });
+    let pool = Arc::new(
+        pool(
+            &pm,
+            PoolOptions {
+                size: 1,
+                circuit_breaker: Some(CircuitBreaker {
+                    failure_threshold: 3,
+                    open_for: Duration::from_secs(30),
+                    probes: 1,
+                }),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    let holding = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.hold_once(2500).await })
+    };
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            // Busy once a short call has to wait and times out.
+            let quick = Pool::with_timeout(&pool, Duration::from_millis(100));
+            matches!(quick.who().await, Err(Error::Timeout { .. }))
+        })
+        .await
+    );
+    let quick = Pool::with_timeout(&pool, Duration::from_millis(100));
+    for _ in 0..3 {
+        let _ = quick.who().await;
+    }
+    let held = tokio::time::timeout(Duration::from_secs(20), holding)
+        .await
+        .expect("the long call ends")
+        .expect("task");
+    assert!(held.is_ok(), "{held:?}");
+    // The member is idle and healthy now.
+    let after = tokio::time::timeout(Duration::from_secs(5), pool.who()).await;
+    assert!(
+        matches!(after, Ok(Ok(_))),
+        "a call to a pool with an idle, healthy member after queue timeouts: {after:?}"
+    );
+    shutdown(&pm).await;
+}
+
+/// Coverage: `pm.shutdown()` while a rolling reload is between members (a fresh member
+/// spawning, the old one draining) ends every child the pool ever started, and nothing of
+/// the pool is left running in `pm.list()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_during_a_reload_leaves_no_child_running() {
+    let _serial = CHILDREN.lock().await;
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        grace_period: Duration::from_millis(500),
+        ..Default::default()
+    });
+    let pool = Arc::new(
+        pool(
+            &pm,
+            PoolOptions {
+                size: 3,
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    let mut events = pm.subscribe();
+    let load = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                if pool.hold_again(50).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let reload = {
+        let pool = pool.clone();
+        tokio::spawn(async move { Pool::reload(&pool).await })
+    };
+    assert!(
+        member_added(&mut events).await,
+        "the reload admitted no member"
+    );
+    let seen: HashSet<u32> = worker_children();
+    assert!(seen.len() >= 3, "the members' children are seen: {seen:?}");
+    shutdown(&pm).await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), reload)
+        .await
+        .expect("the reload ends");
+    let _ = tokio::time::timeout(Duration::from_secs(30), load).await;
+    let mut alive = Vec::new();
+    for pid in seen.iter().chain(worker_children().iter()) {
+        if !wait_dead(*pid, Duration::from_secs(5)).await {
+            alive.push(*pid);
+        }
+    }
+    let listed: Vec<_> = pm
+        .list()
+        .into_iter()
+        .filter(|i| i.pool == Some(pool.id()) && !matches!(i.state, ProcessState::Stopped { .. }))
+        .collect();
+    assert!(
+        alive.is_empty() && listed.is_empty(),
+        "after shutdown mid-reload: alive {alive:?}, listed {listed:?}"
+    );
+}
+
+/// Coverage: dropping the manager (no shutdown) while a reload runs leaves no child
+/// running, including the fresh member the reload was starting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_manager_during_a_reload_leaves_no_child_running() {
+    let _serial = CHILDREN.lock().await;
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        grace_period: Duration::from_millis(500),
+        ..Default::default()
+    });
+    let pool = Arc::new(
+        pool(
+            &pm,
+            PoolOptions {
+                size: 3,
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    let mut events = pm.subscribe();
+    let reload = {
+        let pool = pool.clone();
+        tokio::spawn(async move { Pool::reload(&pool).await })
+    };
+    assert!(
+        member_added(&mut events).await,
+        "the reload admitted no member"
+    );
+    drop(events);
+    drop(pm);
+    let _ = tokio::time::timeout(Duration::from_secs(30), reload)
+        .await
+        .expect("the reload ends");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !worker_children().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alive = worker_children();
+    assert!(
+        alive.is_empty(),
+        "children left running after the manager was dropped mid-reload: {alive:?}"
+    );
+    drop(pool);
+}
+
+/// Finding (low, transient): `replace_failed` (membership.rs:152-184) runs in a task of its
+/// own that `stop` neither waits for nor ends: `stop` takes `changing` (which
+/// `replace_failed` never holds) and ends the members and retiring ones it sees
+/// (membership.rs:341-350). A replacement whose spawn began before the stop is still
+/// starting (listed, its child alive) when `pm.stop(pool.id())` returns; only later does
+/// `admit` refuse it and `end_member` stop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_stop_leaves_no_replacement_starting_or_running() {
+    let _serial = CHILDREN.lock().await;
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        restart_policy: RestartPolicy {
+            backoff: Backoff {
+                kind: BackoffKind::Linear,
+                initial: Duration::from_millis(200),
+                max: Duration::from_millis(200),
+            },
+            ..Default::default()
+        },
+        grace_period: Duration::from_millis(500),
+        ..Default::default()
+    });
+    let pool = pool(
+        &pm,
+        PoolOptions {
+            size: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let before = Pool::members(&pool);
+    pm.kill(before[0]).await.expect("kill");
+    // The replacement is listed, starting, once its spawn began: look often, its start is
+    // quick.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let starting = loop {
+        if pm.list().iter().any(|i| {
+            i.pool == Some(pool.id())
+                && !before.contains(&i.id)
+                && matches!(i.state, ProcessState::Starting { .. })
+        }) {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    };
+    assert!(starting, "no replacement was seen starting");
+    tokio::time::timeout(Duration::from_secs(30), pm.stop(pool.id()))
+        .await
+        .expect("stop in time")
+        .expect("stop");
+    let left: Vec<_> = pm
+        .list()
+        .into_iter()
+        .filter(|i| {
+            i.pool == Some(pool.id())
+                && !matches!(
+                    i.state,
+                    ProcessState::Stopped { .. } | ProcessState::Failed { .. }
+                )
+        })
+        .map(|i| (i.id, i.state, i.pid.map(pid_alive)))
+        .collect();
+    let children = worker_children();
+    // How long until the pool's own task ends it (without a shutdown).
+    let stopped_at = Instant::now();
+    let cleaned = eventually(Duration::from_secs(10), async || {
+        worker_children().is_empty()
+            && !pm.list().iter().any(|i| {
+                i.pool == Some(pool.id())
+                    && !matches!(
+                        i.state,
+                        ProcessState::Stopped { .. } | ProcessState::Failed { .. }
+                    )
+            })
+    })
+    .await;
+    let after = stopped_at.elapsed();
+    shutdown(&pm).await;
+    assert!(
+        left.is_empty() && children.is_empty(),
+        "after pm.stop(pool) returned: listed and not stopped {left:?}, worker children alive \
+         {children:?} (ended by the pool later: {cleaned}, after {after:?})"
+    );
 }

@@ -68,8 +68,8 @@ pub(crate) struct State {
     pub(crate) ring: Ring,
     pub(crate) queue: VecDeque<Waiter>,
     pub(crate) phase: Phase,
-    /// Replacements being spawned for members that failed for good.
-    pub(crate) healing: usize,
+    /// The slots of members that failed for good whose replacements are on their way.
+    pub(crate) healing: Vec<u64>,
     /// How many of those a resize down no longer wants.
     pub(crate) cancelled_healing: usize,
     pub(crate) next_slot: u64,
@@ -85,11 +85,23 @@ impl State {
             ring: Ring::default(),
             queue: VecDeque::new(),
             phase: Phase::Running,
-            healing: 0,
+            healing: Vec::new(),
             cancelled_healing: 0,
             next_slot: 0,
             next_ticket: 0,
             scratch: Vec::new(),
+        }
+    }
+
+    /// The members the pool will have once the replacements on their way arrive.
+    pub(crate) fn expected_size(&self) -> usize {
+        self.members.len() + self.healing.len() - self.cancelled_healing
+    }
+
+    /// One replacement for `slot` is no longer on its way.
+    pub(crate) fn forget_healing(&mut self, slot: u64) {
+        if let Some(at) = self.healing.iter().position(|s| *s == slot) {
+            self.healing.swap_remove(at);
         }
     }
 
@@ -100,7 +112,7 @@ impl State {
     /// Whether some member may take calls later: one is up or restarting, or a replacement
     /// is on its way.
     fn may_recover(&self) -> bool {
-        self.healing > 0
+        !self.healing.is_empty()
             || self
                 .members
                 .iter()

@@ -58,7 +58,7 @@ async fn autoscale(core: &Arc<PoolCore>, scaling: &mut Scaling) {
     let Some(scale) = core.autoscale else { return };
     let (size, load) = {
         let state = lock(&core.state);
-        let size = state.members.len();
+        let size = state.expected_size();
         let busy: usize =
             state.members.iter().map(|m| m.in_flight()).sum::<usize>() + state.queue.len();
         (size, busy as f64 / size.max(1) as f64)

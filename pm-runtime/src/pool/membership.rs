@@ -52,6 +52,15 @@ impl PoolCore {
             if state.phase != Phase::Running {
                 return None;
             }
+            if let Join::Replacing(slot) = join {
+                if state.cancelled_healing > 0 {
+                    // A resize down while it was on its way asked for one member less.
+                    return None;
+                }
+                // Arrived: no longer on its way, under the same lock that makes it a member,
+                // so a resize never sees it as neither.
+                state.forget_healing(slot);
+            }
             let slot = match join {
                 Join::New => {
                     let slot = state.next_slot;
@@ -60,11 +69,15 @@ impl PoolCore {
                 }
                 Join::Replacing(slot) => slot,
                 Join::Succeeding(old) => {
+                    if old.is_retiring() {
+                        return None; // a resize is removing it
+                    }
                     let still_member = state.members.iter().any(|m| Arc::ptr_eq(m, old));
-                    if !still_member || old.is_retiring() {
-                        return None;
+                    if !still_member && state.healing.contains(&old.slot) {
+                        return None; // it failed meanwhile and its replacement is coming
                     }
                     // Out of rotation first, so the new member is the slot's only one once in.
+                    // When it failed meanwhile and will not be replaced, its place is open.
                     old.retire();
                     old.slot
                 }
@@ -122,7 +135,7 @@ impl PoolCore {
             let decision =
                 lock(&self.replacements).on_crash(Instant::now(), member.joined.elapsed());
             if matches!(decision, Decision::Restart { .. }) {
-                state.healing += 1;
+                state.healing.push(member.slot);
             }
             self.fail_waiters_if_hopeless(&mut state);
             decision
@@ -150,36 +163,46 @@ impl PoolCore {
     }
 
     async fn replace_failed(self: Arc<Self>, slot: u64, delay: std::time::Duration) {
-        tokio::time::sleep(delay).await;
-        let spawned = if lock(&self.state).phase == Phase::Running {
-            Some(self.host.spawn_member().await)
-        } else {
+        // A stop cuts the backoff short (checked after the registration, so none is missed).
+        let stopping = self.stopping.notified();
+        if !self.is_stopping() {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stopping => {}
+            }
+        }
+        let spawned = if self.is_stopping() {
             None
+        } else {
+            Some(self.host.spawn_member().await)
         };
-        let wanted = {
-            let mut state = lock(&self.state);
-            state.healing -= 1;
-            // A resize down while this replacement was on its way asked for one member less.
-            let wanted = state.cancelled_healing == 0;
-            state.cancelled_healing = state.cancelled_healing.saturating_sub(1);
-            if !matches!(spawned, Some(Ok(_))) || !wanted {
-                self.fail_waiters_if_hopeless(&mut state);
-            }
-            wanted
-        };
-        match spawned {
-            Some(Ok(managed))
-                if !wanted || self.admit(managed.clone(), Join::Replacing(slot)).is_none() =>
-            {
+        let failure = match spawned {
+            Some(Ok(managed)) => {
+                if self.admit(managed.clone(), Join::Replacing(slot)).is_some() {
+                    return;
+                }
+                // Turned away (cancelled by a resize, or the pool stops): ended before it
+                // stops counting as on its way, so a stop waiting for it finds it gone.
                 self.end_member(&managed).await;
+                None
             }
-            Some(Ok(_)) => {}
-            Some(Err(err)) => {
-                let reason = format!("a replacement member could not start: {err}");
-                tracing::error!(pool = %self.name, id = %self.id, %reason, "pool shrinks");
-                self.emit(PoolEvent::ReplacementFailed { reason });
-            }
-            None => {}
+            Some(Err(err)) => Some(err),
+            None => None,
+        };
+        {
+            let mut state = lock(&self.state);
+            state.forget_healing(slot);
+            // One member fewer than planned, which is what a pending cancel asked for.
+            state.cancelled_healing = state
+                .cancelled_healing
+                .saturating_sub(1)
+                .min(state.healing.len());
+            self.fail_waiters_if_hopeless(&mut state);
+        }
+        if let Some(err) = failure {
+            let reason = format!("a replacement member could not start: {err}");
+            tracing::error!(pool = %self.name, id = %self.id, %reason, "pool shrinks");
+            self.emit(PoolEvent::ReplacementFailed { reason });
         }
     }
 
@@ -226,10 +249,7 @@ impl PoolCore {
     pub(crate) async fn resize_now(self: &Arc<Self>, size: usize) -> Result<(), Error> {
         self.ensure_running()?;
         // Replacements on their way count: they will be members.
-        let from = {
-            let state = lock(&self.state);
-            state.members.len() + state.healing - state.cancelled_healing
-        };
+        let from = lock(&self.state).expected_size();
         if size > from {
             let spawned = self.spawn_members(size - from).await?;
             self.admit_new(spawned).await?;
@@ -237,11 +257,17 @@ impl PoolCore {
             let removed: Vec<Arc<Member>> = {
                 let mut state = lock(&self.state);
                 // Cancel replacements on their way first, then retire the newest members.
-                let pending = state.healing - state.cancelled_healing;
+                let pending = state.healing.len() - state.cancelled_healing;
                 let cancelled = pending.min(from - size);
                 state.cancelled_healing += cancelled;
                 let excess = from - size - cancelled;
-                state.members.iter().rev().take(excess).cloned().collect()
+                let chosen: Vec<Arc<Member>> =
+                    state.members.iter().rev().take(excess).cloned().collect();
+                // Marked here, so a chosen member that dies now is not also replaced.
+                for member in &chosen {
+                    member.retire();
+                }
+                chosen
             };
             let retiring = removed
                 .into_iter()
@@ -306,11 +332,13 @@ impl PoolCore {
             }
             state.phase = Phase::Stopping;
         }
+        self.stopping.notify_waiters();
         // A resize or replacement in progress sees the phase at its next step and gives up.
         let _changing = self.changing.lock().await;
         if lock(&self.state).phase == Phase::Stopped {
             return;
         }
+        self.await_replacements().await;
         let grace = self.host.grace();
         let members = self.members();
         let drained = async {
@@ -334,8 +362,25 @@ impl PoolCore {
     /// Ends every member at once, without hooks; `ProcessManager::kill` of a pool.
     pub(crate) async fn kill(&self) {
         lock(&self.state).phase = Phase::Stopping;
+        self.stopping.notify_waiters();
+        self.await_replacements().await;
         self.end_all(|m| Box::pin(async move { m.kill().await }))
             .await;
+    }
+
+    /// Waits for replacements on their way to arrive and be turned away (the pool is
+    /// stopping, so each ends the member it spawned), so none outlives the pool's end.
+    async fn await_replacements(&self) {
+        const LONGEST_START: std::time::Duration = std::time::Duration::from_secs(40);
+        let waited = tokio::time::timeout(LONGEST_START, async {
+            while !lock(&self.state).healing.is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            tracing::warn!(pool = %self.name, id = %self.id, "a replacement member was still starting when the pool stopped");
+        }
     }
 
     async fn end_all(&self, end: impl Fn(Arc<Managed>) -> crate::process::BoxFuture<'static, ()>) {

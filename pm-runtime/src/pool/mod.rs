@@ -76,6 +76,8 @@ pub(crate) struct PoolCore {
     breaker: Option<Mutex<Breaker>>,
     events: broadcast::Sender<ProcessEvent>,
     pub(crate) host: Box<dyn MemberHost>,
+    /// Wakes replacements waiting out their backoff when the pool stops.
+    pub(crate) stopping: tokio::sync::Notify,
     /// One rolling replacement (reload, recycling) or resize at a time.
     pub(crate) changing: tokio::sync::Mutex<()>,
     /// Replacements of members that failed for good, under the restart policy.
@@ -131,6 +133,7 @@ impl PoolCore {
                 .map(|b| Mutex::new(Breaker::new(b))),
             events: spec.events,
             host: spec.host,
+            stopping: tokio::sync::Notify::new(),
             changing: tokio::sync::Mutex::new(()),
             // Replacing keeps the pool at its size even when members are not restarted in
             // place (`enabled: false`); the policy's budget and backoff still bound it.
@@ -231,6 +234,9 @@ impl PoolCore {
         };
         let mut avoid = None;
         let mut retried = false;
+        // A call that timed out before any member took it says the pool is busy, not that
+        // members fail: the breaker does not count it (as it does not count `Overloaded`).
+        let mut timed_out_waiting = false;
         let result = loop {
             // When the call is sent: at once on the first attempt's fast path (no second
             // clock read), after the wait otherwise.
@@ -241,7 +247,10 @@ impl PoolCore {
                 Ok(dispatch::Admitted::Queued(turn)) => {
                     match Box::pin(self.wait_turn(turn, method, due, timeout)).await {
                         Ok(reserved) => (reserved, Instant::now()),
-                        Err(err) => break Err(err),
+                        Err(err) => {
+                            timed_out_waiting = matches!(err, Error::Timeout { .. });
+                            break Err(err);
+                        }
                     }
                 }
                 Err(err) => break Err(err),
@@ -274,7 +283,11 @@ impl PoolCore {
                 result => break result,
             }
         };
-        outcome.failed = Some(counts_as_failure(&result));
+        outcome.failed = Some(if timed_out_waiting {
+            None
+        } else {
+            counts_as_failure(&result)
+        });
         drop(outcome);
         self.stats.record(started.elapsed(), result.is_ok());
         match (result, timeout) {
@@ -387,6 +400,8 @@ impl Invoke for Route {
 pub struct Pool<P: Process> {
     core: Arc<PoolCore>,
     client: P::Client,
+    /// The deadline set with [`Pool::with_timeout`], which keyed clients keep too.
+    timeout: Option<Duration>,
     _process: PhantomData<fn() -> P>,
 }
 
@@ -398,6 +413,7 @@ impl<P: Process> Pool<P> {
                 key: None,
             }))),
             core,
+            timeout: None,
             _process: PhantomData,
         }
     }
@@ -413,12 +429,18 @@ impl<P: Process> Pool<P> {
     /// size stays the same (a replaced or restarted member keeps its keys; a resize from n to
     /// n + 1 moves about 1/(n + 1) of them). While the owner is down, its calls go to the
     /// next member on the ring; while it is busy at its in-flight limit, they wait for it.
+    /// A deadline set with [`Pool::with_timeout`] carries over to the keyed client.
     pub fn with_key<K: Hash>(pool: &Self, key: K) -> P::Client {
         let route = Route {
             core: pool.core.clone(),
             key: Some(ring::hash_key(&key)),
         };
-        P::Client::__from_caller(Caller::new(Arc::new(route)))
+        let caller = Caller::new(Arc::new(route));
+        let caller = match pool.timeout {
+            Some(timeout) => caller.with_timeout(timeout),
+            None => caller,
+        };
+        P::Client::__from_caller(caller)
     }
 
     /// The same pool with every call's deadline set to `timeout` (waiting in the queue
@@ -427,6 +449,7 @@ impl<P: Process> Pool<P> {
         Self {
             core: pool.core.clone(),
             client: P::Client::__from_caller(pool.client.__caller().with_timeout(timeout)),
+            timeout: Some(timeout),
             _process: PhantomData,
         }
     }
@@ -479,6 +502,7 @@ impl<P: Process> Clone for Pool<P> {
         Self {
             core: self.core.clone(),
             client: self.client.clone(),
+            timeout: self.timeout,
             _process: PhantomData,
         }
     }

@@ -90,8 +90,9 @@ pub struct Recycle {
 /// After `failure_threshold` consecutive failed calls the breaker opens: calls fail at once
 /// with [`Error::CircuitOpen`] for `open_for`. Then it is half-open: up to `probes` calls
 /// go through; a success closes it, a failure opens it again. A failure is any error except
-/// those that say nothing about the pool's health: an application error the method returned,
-/// unknown methods, undecodable arguments, and the pool's own `Overloaded`.
+/// those that say nothing about the members' health: an application error the method
+/// returned, unknown methods, undecodable arguments, the pool's own `Overloaded`, and a
+/// deadline that passed while the call still waited in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CircuitBreaker {
     /// Consecutive failures that open the breaker. Default: 5.
