@@ -864,3 +864,55 @@ async fn recycling_after_a_number_of_calls_replaces_the_member_without_failing_a
     assert_eq!(Pool::members(&pool).len(), 1);
     pm.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_whose_every_member_is_down_answers_unavailable_without_waiting_forever() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        // Members come back only after a long backoff.
+        restart_policy: RestartPolicy {
+            backoff: Backoff {
+                kind: BackoffKind::Linear,
+                initial: Duration::from_secs(30),
+                max: Duration::from_secs(30),
+            },
+            window: Duration::from_secs(600),
+            ..Default::default()
+        },
+        grace_period: Duration::from_millis(500),
+        ..Default::default()
+    });
+    let pool = pool(&pm, options(2, Strategy::RoundRobin)).await;
+    let members = Pool::members(&pool);
+    for pid in member_pids(&pm, &pool) {
+        // SAFETY: signalling a child this test owns.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        assert!(wait_dead(pid, Duration::from_secs(5)).await);
+    }
+    assert!(
+        eventually(Duration::from_secs(5), async || members.iter().all(
+            |id| matches!(
+                pm.info(*id).map(|i| i.state),
+                Some(ProcessState::Restarting { .. })
+            )
+        ))
+        .await
+    );
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), pool.who())
+        .await
+        .expect("the call ends on its own");
+    assert!(
+        matches!(outcome, Err(Error::Unavailable { .. })),
+        "{outcome:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    // With a deadline, the deadline decides.
+    let impatient = Pool::with_timeout(&pool, Duration::from_millis(200));
+    assert!(matches!(impatient.who().await, Err(Error::Timeout { .. })));
+    pm.shutdown().await.expect("shutdown");
+}
