@@ -27,6 +27,9 @@ struct Shared {
     pending: Mutex<HashMap<u64, Waiter>>,
     /// Set once the connection is gone; new calls fail with it.
     closed: Mutex<Option<Error>>,
+    /// Raised the moment the reader sees the connection end, before it waits to learn how
+    /// the process ended: from then on nobody picks this connection for a new call.
+    ended: std::sync::atomic::AtomicBool,
     closed_signal: watch::Sender<bool>,
 }
 
@@ -75,6 +78,7 @@ impl RpcConnection {
             process: process.to_owned(),
             pending: Mutex::new(HashMap::new()),
             closed: Mutex::new(None),
+            ended: std::sync::atomic::AtomicBool::new(false),
             closed_signal,
         });
         tokio::spawn(read_replies(conn.receiver, shared.clone(), exit_reason));
@@ -93,9 +97,9 @@ impl RpcConnection {
         self.max_frame
     }
 
-    /// Whether the connection is gone.
+    /// Whether the connection is gone (or has just ended and its calls are being failed).
     pub(crate) fn is_closed(&self) -> bool {
-        lock(&self.shared.closed).is_some()
+        self.shared.ended.load(Ordering::Acquire) || lock(&self.shared.closed).is_some()
     }
 
     /// Completes once the connection is gone.
@@ -315,6 +319,7 @@ async fn read_replies(
             None => break "connection closed".to_owned(),
         }
     };
+    shared.ended.store(true, Ordering::Release);
     if let Some(mut exit) = exit_reason {
         if let Ok(Ok(status)) =
             tokio::time::timeout(EXIT_REASON_WAIT, exit.wait_for(Option::is_some)).await
@@ -338,4 +343,29 @@ async fn read_replies(
         let _ = waiter.send(Err(error.clone()));
     }
     shared.closed_signal.send_replace(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_counts_as_closed_as_soon_as_it_ends_before_the_exit_status_is_known() {
+        let (ours, theirs) = pm_transport::channel_pair();
+        // An exit status that never arrives: the reader waits `EXIT_REASON_WAIT` for it.
+        let (_exit_tx, exit_rx) = watch::channel(None);
+        let rpc = RpcConnection::start(ours, "test", 1, 1 << 20, 8, Some(exit_rx));
+        assert!(!rpc.is_closed());
+        drop(theirs);
+        let noticed = tokio::time::timeout(EXIT_REASON_WAIT / 2, async {
+            while !rpc.is_closed() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(
+            noticed.is_ok(),
+            "still open for new calls while the exit status is awaited"
+        );
+    }
 }
