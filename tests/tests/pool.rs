@@ -407,12 +407,25 @@ async fn the_queue_is_fifo_and_a_deadline_covers_the_wait() {
         let pool = pool.clone();
         tokio::spawn(async move { pool.hold_once(5000).await })
     };
-    // A probe queues only once the first call holds the one slot.
-    let probe = {
+    // A probe queues only once the first call holds the one slot; a probe that ran before
+    // the first call got there is replaced by another.
+    let spawn_probe = || {
         let pool = pool.clone();
         tokio::spawn(async move { pool.who().await })
     };
-    assert!(eventually(Duration::from_secs(5), async || Pool::queued(&pool) == 1).await);
+    let mut probe = spawn_probe();
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            if Pool::queued(&pool) == 1 {
+                return true;
+            }
+            if probe.is_finished() {
+                probe = spawn_probe();
+            }
+            false
+        })
+        .await
+    );
     let mut waiting = Vec::new();
     for n in 0..5u64 {
         let (queued_pool, order) = (pool.clone(), order.clone());
