@@ -162,7 +162,9 @@ impl Default for HealthCheckConfig {
 pub struct Monitoring {
     /// Health polling. Default: see [`HealthCheckConfig`].
     pub health_check: HealthCheckConfig,
-    /// Record per-call metrics. Default: `true`.
+    /// Keep per-call statistics (requests, errors, latency, per method). Default: `true`.
+    /// With `false` nothing is recorded on a call's path and every call figure of
+    /// `ProcessMetrics` stays zero; CPU and memory are still sampled.
     pub metrics: bool,
     /// Emit a `tracing` span per call. Default: `false`.
     pub tracing: bool,

@@ -19,6 +19,6 @@ pub use config::{
 };
 pub use error::{Error, RemoteError, RemoteErrorKind};
 pub use health::{CheckResult, CheckStatus, HealthState, HealthStatus};
-pub use metrics::{LatencySummary, ProcessMetrics};
+pub use metrics::{LatencySummary, MethodMetrics, ProcessMetrics};
 pub use process::{ProcessId, ProcessInfo, ProcessState};
 pub use schema::{Identity, MethodInfo, Receiver};

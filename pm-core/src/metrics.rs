@@ -1,5 +1,6 @@
 //! Metrics of a process, measured on the manager's side of each call.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,17 @@ pub struct LatencySummary {
     pub p99: Duration,
 }
 
+/// What the manager measured of one method's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct MethodMetrics {
+    /// Calls made since the process (or pool) started.
+    pub requests: u64,
+    /// Calls that did not return `Ok` (application errors included).
+    pub errors: u64,
+    /// Latency percentiles of the calls of the last 30 to 60 seconds.
+    pub latency: LatencySummary,
+}
+
 /// What the manager measured of one process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ProcessMetrics {
@@ -26,8 +38,11 @@ pub struct ProcessMetrics {
     pub requests: u64,
     /// Calls that did not return `Ok` (application errors included).
     pub errors: u64,
-    /// Latency of completed calls.
+    /// Latency percentiles of the calls of the last 30 to 60 seconds, every method together.
     pub latency: LatencySummary,
+    /// The same figures per method, by method name. Empty, like every call figure here,
+    /// when `Monitoring::metrics` is off.
+    pub methods: BTreeMap<String, MethodMetrics>,
     /// For a pool, its members' ids (their CPU is summed, and their memory summed over the
     /// distinct OS processes hosting them); empty for a single process.
     pub members: Vec<crate::ProcessId>,

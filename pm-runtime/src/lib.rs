@@ -52,6 +52,7 @@
 extern crate self as pm_runtime;
 
 mod bootstrap;
+mod call_stats;
 mod caller;
 mod catch;
 mod events;
@@ -84,9 +85,9 @@ pub use manager::{ProcessHandle, ProcessManager};
 pub use options::SpawnOptions;
 pub use pm_core::{
     wire, Backoff, BackoffKind, CheckResult, CheckStatus, Error, HealthCheckConfig, HealthState,
-    HealthStatus, Identity, Isolation, LatencySummary, Limits, MethodInfo, Monitoring, ProcessId,
-    ProcessInfo, ProcessManagerConfig, ProcessMetrics, ProcessState, RemoteError, RemoteErrorKind,
-    Resources, RestartOn, RestartPolicy, TransportKind,
+    HealthStatus, Identity, Isolation, LatencySummary, Limits, MethodInfo, MethodMetrics,
+    Monitoring, ProcessId, ProcessInfo, ProcessManagerConfig, ProcessMetrics, ProcessState,
+    RemoteError, RemoteErrorKind, Resources, RestartOn, RestartPolicy, TransportKind,
 };
 pub use pm_macros::{health_check, on_shutdown, process, public};
 pub use pool::{Autoscale, CircuitBreaker, Pool, PoolOptions, Recycle, Strategy};

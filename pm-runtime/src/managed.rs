@@ -11,9 +11,10 @@ use pm_core::{
 };
 use tokio::sync::{broadcast, watch};
 
+use crate::call_stats::CallStats;
 use crate::caller::Invoke;
 use crate::events::ProcessEvent;
-use crate::metrics::{CallStats, ResourceSampler};
+use crate::metrics::ResourceSampler;
 use crate::process::BoxFuture;
 use crate::rpc::client::RpcConnection;
 use crate::rpc::handshake::handshake;
@@ -155,7 +156,7 @@ impl Managed {
             stop_signal: watch::channel(false).0,
             current_pid: std::sync::atomic::AtomicU32::new(0),
             events: spec.events,
-            stats: CallStats::new(),
+            stats: CallStats::new(spec.monitoring.metrics),
             sampler: ResourceSampler::default(),
             monitoring: spec.monitoring,
             resources: spec.resources,
@@ -962,7 +963,7 @@ impl Invoke for Managed {
                 conn.call(method, &args, remaining).await
             }
             .await;
-            self.stats.record(started.elapsed(), result.is_ok());
+            self.stats.record(method, started.elapsed(), result.is_ok());
             // The connection saw what was left of the deadline; report the caller's own.
             match (result, timeout) {
                 (Err(Error::Timeout { method, .. }), Some(after)) => {

@@ -320,6 +320,7 @@ impl ProcessManager {
             events: self.inner.events.clone(),
             host: Box::new(host),
             restart_policy: config.restart_policy,
+            metrics: config.monitoring.metrics,
         });
         // Listed first, so a `shutdown` racing this call stops what it started.
         self.pools().push(core.clone());
@@ -366,7 +367,8 @@ impl ProcessManager {
     }
 
     /// What the manager measured of the process: calls, errors and latency from its side of
-    /// each call; CPU and resident memory of the OS process hosting it (for `Worker` and
+    /// each call, in all and per method (counts since the start, latency percentiles over the
+    /// last 30 to 60 seconds; nothing when `Monitoring::metrics` is off); CPU and resident memory of the OS process hosting it (for `Worker` and
     /// `None`, that is the manager's own process).
     ///
     /// # Errors
@@ -386,6 +388,7 @@ impl ProcessManager {
             requests: managed.stats.requests(),
             errors: managed.stats.errors(),
             latency: managed.stats.latency(),
+            methods: managed.stats.methods(),
             members: Vec::new(),
         })
     }

@@ -30,10 +30,10 @@ use tokio::sync::broadcast;
 
 pub use options::{Autoscale, CircuitBreaker, PoolOptions, Recycle, Strategy};
 
+use crate::call_stats::CallStats;
 use crate::caller::{Caller, Invoke};
 use crate::events::{PoolEvent, ProcessEvent};
 use crate::managed::Managed;
-use crate::metrics::CallStats;
 use crate::process::{BoxFuture, ClientStub, Process};
 use breaker::{Admission, Breaker, Transition};
 use dispatch::State;
@@ -107,6 +107,8 @@ pub(crate) struct PoolSpec {
     pub(crate) events: broadcast::Sender<ProcessEvent>,
     pub(crate) host: Box<dyn MemberHost>,
     pub(crate) restart_policy: pm_core::RestartPolicy,
+    /// `Monitoring::metrics`: keep per-call statistics.
+    pub(crate) metrics: bool,
 }
 
 impl PoolCore {
@@ -126,7 +128,7 @@ impl PoolCore {
             state: Mutex::new(State::new()),
             queued: AtomicUsize::new(0),
             turn: AtomicUsize::new(0),
-            stats: CallStats::new(),
+            stats: CallStats::new(spec.metrics),
             breaker: spec
                 .options
                 .circuit_breaker
@@ -223,7 +225,7 @@ impl PoolCore {
                 } else {
                     err
                 };
-                self.stats.record(started.elapsed(), false);
+                self.stats.record(method, started.elapsed(), false);
                 return Err(err);
             }
         };
@@ -264,7 +266,7 @@ impl PoolCore {
             let done = Instant::now();
             let latency = done - sent;
             let member = &guard.reserved.member;
-            member.managed.stats.record(latency, result.is_ok());
+            member.managed.stats.record(method, latency, result.is_ok());
             if self.strategy == Strategy::LeastLatency
                 && !matches!(result, Err(Error::ProcessExited { .. }))
             {
@@ -289,7 +291,7 @@ impl PoolCore {
             counts_as_failure(&result)
         });
         drop(outcome);
-        self.stats.record(started.elapsed(), result.is_ok());
+        self.stats.record(method, started.elapsed(), result.is_ok());
         match (result, timeout) {
             (Err(Error::Timeout { method, .. }), Some(after)) => {
                 Err(Error::Timeout { method, after })

@@ -124,6 +124,7 @@ impl PoolCore {
             requests: self.stats.requests(),
             errors: self.stats.errors(),
             latency: self.stats.latency(),
+            methods: self.stats.methods(),
             members: members.iter().map(|m| m.id()).collect(),
         }
     }

@@ -1,0 +1,269 @@
+//! Per-call statistics of a process or pool, per method, measured on the manager's side.
+//!
+//! Requests and errors count every call since the process (or pool) was started. Latency
+//! percentiles come from HDR histograms (two significant digits, 1 µs to one hour) over a
+//! sliding window: each method keeps the current and the previous [`WINDOW`]/2, so a summary
+//! covers the calls of the last 30 to 60 seconds and a slow spell ages out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use pm_core::{LatencySummary, MethodMetrics};
+
+/// The span the latency percentiles cover at most.
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
+/// The smallest and largest latency a histogram tells apart, in nanoseconds.
+const LOWEST: u64 = 1_000;
+const HIGHEST: u64 = 3_600 * 1_000_000_000;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(LOWEST, HIGHEST, 2)
+        .expect("constant bounds: 1 <= low, 2 * low <= high, 2 significant digits")
+}
+
+/// Two halves of the window: recording goes to `current`; every `WINDOW / 2` it becomes
+/// `previous` and a fresh one starts.
+struct Window {
+    current: Histogram<u64>,
+    previous: Histogram<u64>,
+    started: Instant,
+}
+
+impl Window {
+    fn new(now: Instant) -> Self {
+        Self {
+            current: histogram(),
+            previous: histogram(),
+            started: now,
+        }
+    }
+
+    fn rotate(&mut self, now: Instant) {
+        let half = WINDOW / 2;
+        let age = now.saturating_duration_since(self.started);
+        if age >= half {
+            if age >= WINDOW {
+                // Nothing recent at all: both halves are stale.
+                self.previous.reset();
+            } else {
+                std::mem::swap(&mut self.current, &mut self.previous);
+            }
+            self.current.reset();
+            self.started = now;
+        }
+    }
+
+    fn record(&mut self, nanos: u64, now: Instant) {
+        self.rotate(now);
+        self.current.saturating_record(nanos.clamp(LOWEST, HIGHEST));
+    }
+
+    /// Adds what this window holds now to `into`.
+    fn merge_into(&mut self, into: &mut Histogram<u64>, now: Instant) {
+        self.rotate(now);
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = into.add(&self.previous);
+        let _ = into.add(&self.current);
+    }
+}
+
+fn summary(histogram: &Histogram<u64>) -> LatencySummary {
+    if histogram.is_empty() {
+        return LatencySummary::default();
+    }
+    let at = |q: f64| Duration::from_nanos(histogram.value_at_quantile(q));
+    LatencySummary {
+        p50: at(0.50),
+        p95: at(0.95),
+        p99: at(0.99),
+    }
+}
+
+/// One method's figures.
+struct MethodStats {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    latency: Mutex<Window>,
+}
+
+/// The statistics of one process or pool. With `enabled: false` (`Monitoring::metrics`
+/// off) nothing is recorded and every figure stays zero.
+pub(crate) struct CallStats {
+    enabled: bool,
+    methods: RwLock<HashMap<&'static str, Arc<MethodStats>>>,
+}
+
+impl std::fmt::Debug for CallStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallStats")
+            .field("enabled", &self.enabled)
+            .field("requests", &self.requests())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl CallStats {
+    pub(crate) fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            methods: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn method(&self, name: &'static str) -> Arc<MethodStats> {
+        if let Some(stats) = self
+            .methods
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(name)
+        {
+            return stats.clone();
+        }
+        self.methods
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(name)
+            .or_insert_with(|| {
+                Arc::new(MethodStats {
+                    requests: AtomicU64::new(0),
+                    errors: AtomicU64::new(0),
+                    latency: Mutex::new(Window::new(Instant::now())),
+                })
+            })
+            .clone()
+    }
+
+    /// Records one call of `method` that took `latency`.
+    pub(crate) fn record(&self, method: &'static str, latency: Duration, ok: bool) {
+        if !self.enabled {
+            return;
+        }
+        let stats = self.method(method);
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        lock(&stats.latency).record(nanos, Instant::now());
+    }
+
+    fn snapshot(&self) -> Vec<(&'static str, Arc<MethodStats>)> {
+        self.methods
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(name, stats)| (*name, stats.clone()))
+            .collect()
+    }
+
+    /// Calls recorded, every method together.
+    pub(crate) fn requests(&self) -> u64 {
+        self.snapshot()
+            .iter()
+            .map(|(_, s)| s.requests.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Calls that did not return `Ok`, every method together.
+    pub(crate) fn errors(&self) -> u64 {
+        self.snapshot()
+            .iter()
+            .map(|(_, s)| s.errors.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Latency percentiles over the window, every method together.
+    pub(crate) fn latency(&self) -> LatencySummary {
+        let now = Instant::now();
+        let mut all = histogram();
+        for (_, stats) in self.snapshot() {
+            lock(&stats.latency).merge_into(&mut all, now);
+        }
+        summary(&all)
+    }
+
+    /// Each method's figures, by name.
+    pub(crate) fn methods(&self) -> BTreeMap<String, MethodMetrics> {
+        let now = Instant::now();
+        self.snapshot()
+            .into_iter()
+            .map(|(name, stats)| {
+                let mut window = histogram();
+                lock(&stats.latency).merge_into(&mut window, now);
+                let metrics = MethodMetrics {
+                    requests: stats.requests.load(Ordering::Relaxed),
+                    errors: stats.errors.load(Ordering::Relaxed),
+                    latency: summary(&window),
+                };
+                (name.to_owned(), metrics)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(got: Duration, want: Duration) -> bool {
+        (got.as_secs_f64() - want.as_secs_f64()).abs() / want.as_secs_f64() < 0.05
+    }
+
+    #[test]
+    fn percentiles_follow_the_recorded_distribution_per_method_and_together() {
+        let stats = CallStats::new(true);
+        for _ in 0..90 {
+            stats.record("fast", Duration::from_micros(100), true);
+        }
+        for _ in 0..10 {
+            stats.record("slow", Duration::from_millis(10), false);
+        }
+        assert_eq!((stats.requests(), stats.errors()), (100, 10));
+        let all = stats.latency();
+        assert!(close(all.p50, Duration::from_micros(100)), "{all:?}");
+        assert!(close(all.p95, Duration::from_millis(10)), "{all:?}");
+        let methods = stats.methods();
+        assert_eq!(methods["fast"].requests, 90);
+        assert_eq!(methods["fast"].errors, 0);
+        assert_eq!(methods["slow"].errors, 10);
+        assert!(close(
+            methods["slow"].latency.p99,
+            Duration::from_millis(10)
+        ));
+        assert!(close(
+            methods["fast"].latency.p99,
+            Duration::from_micros(100)
+        ));
+    }
+
+    #[test]
+    fn disabled_statistics_keep_nothing() {
+        let stats = CallStats::new(false);
+        stats.record("add", Duration::from_micros(10), false);
+        assert_eq!((stats.requests(), stats.errors()), (0, 0));
+        assert!(stats.methods().is_empty());
+        assert_eq!(stats.latency(), LatencySummary::default());
+    }
+
+    #[test]
+    fn latency_ages_out_of_the_window_while_counts_stay() {
+        let start = Instant::now();
+        let mut window = Window::new(start);
+        window.record(5_000_000, start);
+        let mut merged = histogram();
+        window.merge_into(&mut merged, start + WINDOW / 2);
+        assert_eq!(merged.len(), 1, "the previous half still counts");
+        let mut merged = histogram();
+        window.merge_into(&mut merged, start + WINDOW + Duration::from_secs(1));
+        assert!(merged.is_empty(), "older than the window");
+    }
+}

@@ -1,0 +1,117 @@
+//! Per-method call statistics: exact counts, percentiles in the right buckets, a pool's
+//! figures as its members' sum, and `Monitoring::metrics: false` keeping nothing.
+
+use std::time::Duration;
+
+use pm_runtime::prelude::*;
+use pm_runtime::LatencySummary;
+use pm_tests::PoolWorker;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_test-pool-worker");
+
+fn manager(metrics: bool) -> ProcessManager {
+    ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Worker,
+        monitoring: Monitoring {
+            metrics,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_method_percentiles_fall_in_the_right_buckets_and_counts_are_exact() {
+    let pm = manager(true);
+    let worker = pm
+        .spawn::<PoolWorker>(WORKER, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    // 1000 calls: 80% sleep 1 ms, 15% 10 ms, 5% 100 ms; in batches of 100 at once.
+    let plan: Vec<u64> = (0..1000)
+        .map(|i| match i % 20 {
+            0 => 100,
+            1..=3 => 10,
+            _ => 1,
+        })
+        .collect();
+    for batch in plan.chunks(100) {
+        let calls: Vec<_> = batch
+            .iter()
+            .map(|&ms| {
+                let worker = worker.clone();
+                tokio::spawn(async move { worker.hold_once(ms).await })
+            })
+            .collect();
+        for call in calls {
+            call.await.expect("task").expect("call");
+        }
+    }
+    for _ in 0..7 {
+        assert!(worker.boom().await.is_err());
+    }
+    let metrics = pm.get_metrics(worker.id()).await.expect("metrics");
+    let hold = metrics.methods["hold_once"];
+    assert_eq!((hold.requests, hold.errors), (1000, 0));
+    let boom = metrics.methods["boom"];
+    assert_eq!((boom.requests, boom.errors), (7, 7));
+    assert_eq!((metrics.requests, metrics.errors), (1007, 7));
+    let ms = Duration::from_millis;
+    let latency = hold.latency;
+    assert!(latency.p50 >= ms(1) && latency.p50 < ms(8), "{latency:?}");
+    assert!(latency.p95 >= ms(10) && latency.p95 < ms(60), "{latency:?}");
+    assert!(
+        latency.p99 >= ms(100) && latency.p99 < ms(400),
+        "{latency:?}"
+    );
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pools_figures_are_the_sum_of_its_members() {
+    let pm = manager(true);
+    let pool = pm
+        .pool::<PoolWorker>(
+            WORKER,
+            PoolOptions {
+                size: 2,
+                strategy: Strategy::RoundRobin,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("pool");
+    for _ in 0..20 {
+        pool.who().await.expect("call");
+    }
+    let of_pool = pm.get_metrics(pool.id()).await.expect("metrics");
+    assert_eq!(of_pool.methods["who"].requests, 20);
+    let mut summed = 0;
+    for member in Pool::members(&pool) {
+        let metrics = pm.get_metrics(member).await.expect("member metrics");
+        assert_eq!(
+            metrics.methods["who"].requests, 10,
+            "round-robin gives each half"
+        );
+        summed += metrics.methods["who"].requests;
+    }
+    assert_eq!(summed, of_pool.methods["who"].requests);
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_off_keeps_no_call_statistics() {
+    let pm = manager(false);
+    let worker = pm
+        .spawn::<PoolWorker>(WORKER, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    for _ in 0..10 {
+        worker.who().await.expect("call");
+    }
+    let metrics = pm.get_metrics(worker.id()).await.expect("metrics");
+    assert_eq!((metrics.requests, metrics.errors), (0, 0));
+    assert!(metrics.methods.is_empty());
+    assert_eq!(metrics.latency, LatencySummary::default());
+    pm.shutdown().await.expect("shutdown");
+}
