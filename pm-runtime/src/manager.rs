@@ -366,6 +366,72 @@ impl ProcessManager {
         }
     }
 
+    /// The health of everything this manager runs, as one report (the seed's "PM aggregates
+    /// health"): one check per process spawned on its own and one per pool (pool members are
+    /// covered by their pool's check). Processes stopped on request are left out.
+    ///
+    /// The status is `Healthy` when every check passes, `Unhealthy` when any process or pool
+    /// is unhealthy, unreachable or failed for good (a pool counts as unhealthy only when none
+    /// of its members is healthy), and `Degraded` otherwise (a degraded process, or a pool with
+    /// some members unhealthy). With nothing running it is `Healthy`, with no checks.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for failures of the manager itself.
+    pub async fn health(&self) -> Result<HealthStatus, Error> {
+        use pm_core::{CheckResult, CheckStatus, HealthState};
+        let timeout = self.inner.config.monitoring.health_check.timeout;
+        let processes: Vec<Arc<Managed>> = self
+            .processes()
+            .iter()
+            .filter(|m| {
+                m.pool.is_none() && !matches!(m.info().state, pm_core::ProcessState::Stopped {})
+            })
+            .cloned()
+            .collect();
+        let pools: Vec<Arc<PoolCore>> = self
+            .pools()
+            .iter()
+            .filter(|p| !p.is_stopping())
+            .cloned()
+            .collect();
+        let process_checks = processes
+            .iter()
+            .map(|m| async move { (format!("{} ({})", m.name, m.id), m.health(timeout).await) });
+        let pool_checks = pools.iter().map(|p| async move {
+            (
+                format!("pool {} ({})", p.name, p.id),
+                p.health(timeout).await,
+            )
+        });
+        let (process_reports, pool_reports) = futures_util::future::join(
+            futures_util::future::join_all(process_checks),
+            futures_util::future::join_all(pool_checks),
+        )
+        .await;
+        let mut report = HealthStatus::healthy();
+        for (name, outcome) in process_reports.into_iter().chain(pool_reports) {
+            let (status, message) = match outcome {
+                Ok(status) => match status.status {
+                    HealthState::Healthy => (CheckStatus::Pass, None),
+                    HealthState::Degraded => (CheckStatus::Warn, Some("degraded".to_owned())),
+                    HealthState::Unhealthy => (CheckStatus::Fail, Some("unhealthy".to_owned())),
+                },
+                Err(err) => (CheckStatus::Fail, Some(err.to_string())),
+            };
+            report.status = match (report.status, status) {
+                (_, CheckStatus::Fail) | (HealthState::Unhealthy, _) => HealthState::Unhealthy,
+                (_, CheckStatus::Warn) | (HealthState::Degraded, _) => HealthState::Degraded,
+                _ => HealthState::Healthy,
+            };
+            report.checks.push(CheckResult {
+                name,
+                status,
+                message,
+            });
+        }
+        Ok(report)
+    }
+
     /// What the manager measured of the process: calls, errors and latency from its side of
     /// each call, in all and per method (counts since the start, latency percentiles over the
     /// last 30 to 60 seconds; nothing when `Monitoring::metrics` is off); CPU and resident memory of the OS process hosting it (for `Worker` and

@@ -115,3 +115,49 @@ async fn metrics_off_keeps_no_call_statistics() {
     assert_eq!(metrics.latency, LatencySummary::default());
     pm.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_managers_health_sums_every_process_and_pool() {
+    let pm = manager(true);
+    let lifecycle = pm
+        .spawn::<pm_tests::Lifecycle>(
+            env!("CARGO_BIN_EXE_test-lifecycle"),
+            SpawnOptions::default(),
+        )
+        .await
+        .expect("spawn");
+    let pool = pm
+        .pool::<PoolWorker>(
+            WORKER,
+            PoolOptions {
+                size: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("pool");
+    let health = pm.health().await.expect("health");
+    assert_eq!(health.status, HealthState::Healthy, "{health:?}");
+    assert_eq!(
+        health.checks.len(),
+        2,
+        "one per process, one per pool: {health:?}"
+    );
+    lifecycle.fall_ill().await.expect("fall ill");
+    let health = pm.health().await.expect("health");
+    assert_eq!(health.status, HealthState::Unhealthy, "{health:?}");
+    let failing: Vec<&CheckResult> = health
+        .checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Fail)
+        .collect();
+    assert_eq!(failing.len(), 1, "{health:?}");
+    assert!(failing[0].name.contains("lifecycle"), "{health:?}");
+    // A process stopped on request is no longer part of the whole.
+    pm.stop(lifecycle.id()).await.expect("stop");
+    let health = pm.health().await.expect("health");
+    assert_eq!(health.status, HealthState::Healthy, "{health:?}");
+    assert_eq!(health.checks.len(), 1);
+    assert!(health.checks[0].name.contains(&pool.id().to_string()));
+    pm.shutdown().await.expect("shutdown");
+}
