@@ -82,11 +82,32 @@ fn summary(histogram: &Histogram<u64>) -> LatencySummary {
     }
 }
 
+/// The upper bounds of the cumulative duration buckets exported to Prometheus, in seconds.
+pub(crate) const BUCKETS: [f64; 16] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
 /// One method's figures.
 struct MethodStats {
     requests: AtomicU64,
     errors: AtomicU64,
     latency: Mutex<Window>,
+    /// Calls per duration bucket since the start (the last one past every bound).
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    /// The sum of every call's duration since the start, in nanoseconds.
+    total_nanos: AtomicU64,
+}
+
+/// A method's figures since the start, as a Prometheus histogram wants them.
+#[derive(Debug, Clone)]
+pub(crate) struct Totals {
+    pub(crate) method: &'static str,
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) seconds: f64,
+    /// (upper bound, calls in that bucket alone), ending with `f64::INFINITY`.
+    pub(crate) buckets: Vec<(f64, u64)>,
 }
 
 /// The statistics of one process or pool. With `enabled: false` (`Monitoring::metrics`
@@ -137,6 +158,8 @@ impl CallStats {
                     requests: AtomicU64::new(0),
                     errors: AtomicU64::new(0),
                     latency: Mutex::new(Window::new(Instant::now())),
+                    buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+                    total_nanos: AtomicU64::new(0),
                 })
             })
             .clone()
@@ -153,7 +176,33 @@ impl CallStats {
             stats.errors.fetch_add(1, Ordering::Relaxed);
         }
         let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        let seconds = latency.as_secs_f64();
+        let bucket = BUCKETS.partition_point(|bound| *bound < seconds);
+        stats.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        stats.total_nanos.fetch_add(nanos, Ordering::Relaxed);
         lock(&stats.latency).record(nanos, Instant::now());
+    }
+
+    /// Every method's figures since the start, for the Prometheus exposition.
+    pub(crate) fn totals(&self) -> Vec<Totals> {
+        let mut totals: Vec<Totals> = self
+            .snapshot()
+            .into_iter()
+            .map(|(method, stats)| Totals {
+                method,
+                requests: stats.requests.load(Ordering::Relaxed),
+                errors: stats.errors.load(Ordering::Relaxed),
+                seconds: stats.total_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+                buckets: BUCKETS
+                    .iter()
+                    .copied()
+                    .chain([f64::INFINITY])
+                    .zip(stats.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
+                    .collect(),
+            })
+            .collect();
+        totals.sort_by_key(|t| t.method);
+        totals
     }
 
     fn snapshot(&self) -> Vec<(&'static str, Arc<MethodStats>)> {

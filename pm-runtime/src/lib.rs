@@ -56,6 +56,7 @@ mod call_stats;
 mod caller;
 mod catch;
 mod events;
+mod exposition;
 pub mod host;
 mod http_api;
 mod managed;

@@ -432,6 +432,45 @@ impl ProcessManager {
         Ok(report)
     }
 
+    /// Every process and pool in the Prometheus text exposition format (OpenMetrics text, as
+    /// the `prometheus-client` crate encodes it), ready to serve on a `/metrics` endpoint:
+    /// calls and errors per method (`titan_pm_calls_total`, `titan_pm_call_errors_total`), call
+    /// duration (`titan_pm_call_duration_seconds`, a histogram since the start), CPU, resident
+    /// memory, restarts and state; the same call families for pools
+    /// (`titan_pm_pool_…`) and their member count. Labels: `process` (the name), `id`,
+    /// `method`, and `pool` for pool members and pools. Call figures are empty when
+    /// `Monitoring::metrics` is off.
+    pub fn metrics_text(&self) -> String {
+        use crate::exposition::{Exposition, PoolRow, ProcessRow};
+        // Copied out first: no lock is held while `/proc` is read.
+        let listed: Vec<Arc<Managed>> = self.processes().clone();
+        let processes = listed
+            .iter()
+            .map(|managed| {
+                let (cpu, memory) = managed
+                    .local_pid()
+                    .and_then(|pid| managed.sampler.sample(pid))
+                    .unwrap_or((0.0, 0));
+                ProcessRow {
+                    info: managed.info(),
+                    cpu,
+                    memory,
+                    totals: managed.stats.totals(),
+                }
+            })
+            .collect();
+        let pools: Vec<Arc<PoolCore>> = self.pools().clone();
+        let pools = pools
+            .iter()
+            .map(|pool| PoolRow {
+                info: pool.info(),
+                members: pool.members().len(),
+                totals: pool.stats.totals(),
+            })
+            .collect();
+        Exposition { processes, pools }.render()
+    }
+
     /// What the manager measured of the process: calls, errors and latency from its side of
     /// each call, in all and per method (counts since the start, latency percentiles over the
     /// last 30 to 60 seconds; nothing when `Monitoring::metrics` is off); CPU and resident memory of the OS process hosting it (for `Worker` and

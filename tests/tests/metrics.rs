@@ -161,3 +161,122 @@ async fn the_managers_health_sums_every_process_and_pool() {
     assert!(health.checks[0].name.contains(&pool.id().to_string()));
     pm.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prometheus_text_parses_and_its_counters_equal_the_calls_made() {
+    let pm = manager(true);
+    let worker = pm
+        .spawn::<PoolWorker>(WORKER, SpawnOptions::default())
+        .await
+        .expect("spawn");
+    let pool = pm
+        .pool::<PoolWorker>(
+            WORKER,
+            PoolOptions {
+                size: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("pool");
+    for _ in 0..5 {
+        worker.who().await.expect("call");
+    }
+    for _ in 0..3 {
+        assert!(worker.boom().await.is_err());
+    }
+    for _ in 0..4 {
+        pool.who().await.expect("pool call");
+    }
+    let text = pm.metrics_text();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("the exposition parses");
+    let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    let id = worker.id().to_string();
+    let of = |method: &'static str| [("id", id.as_str()), ("method", method)];
+    assert_eq!(
+        value("titan_pm_calls_total", &of("who")),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("titan_pm_calls_total", &of("boom")),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("titan_pm_call_errors_total", &of("boom")),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("titan_pm_call_errors_total", &of("who")),
+        Some(0.0),
+        "{text}"
+    );
+    let pool_id = pool.id().to_string();
+    assert_eq!(
+        value(
+            "titan_pm_pool_calls_total",
+            &[("pool", pool_id.as_str()), ("method", "who")]
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("titan_pm_pool_members", &[("pool", pool_id.as_str())]),
+        Some(2.0)
+    );
+    // Members carry their pool's id; their calls add up to the pool's.
+    let member_calls: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric == "titan_pm_calls_total"
+                && s.labels.get("pool") == Some(pool_id.as_str())
+                && s.labels.get("method") == Some("who")
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert_eq!(member_calls, 4.0, "{text}");
+    assert_eq!(
+        value(
+            "titan_pm_state",
+            &[("id", id.as_str()), ("state", "running")]
+        ),
+        Some(1.0)
+    );
+    assert!(value("titan_pm_resident_memory_bytes", &[("id", id.as_str())]).unwrap_or(0.0) > 0.0);
+    // The duration histogram counts every call, in seconds.
+    let histogram = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "titan_pm_call_duration_seconds"
+                && s.labels.get("id") == Some(id.as_str())
+                && s.labels.get("method") == Some("who")
+        })
+        .map(|s| s.value.clone());
+    match histogram {
+        Some(prometheus_parse::Value::Histogram(buckets)) => {
+            let last = buckets.last().map(|b| b.count).unwrap_or(0.0);
+            assert_eq!(last, 5.0, "{text}");
+        }
+        other => panic!("no duration histogram for who: {other:?}\n{text}"),
+    }
+    pm.shutdown().await.expect("shutdown");
+}
