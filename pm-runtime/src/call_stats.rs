@@ -114,8 +114,11 @@ pub(crate) struct Totals {
 /// off) nothing is recorded and every figure stays zero.
 pub(crate) struct CallStats {
     enabled: bool,
-    methods: RwLock<HashMap<&'static str, Arc<MethodStats>>>,
+    /// By method name, hashed with FNV-1a: a few nanoseconds for a short name.
+    methods: RwLock<HashMap<&'static str, Arc<MethodStats>, NameHash>>,
 }
+
+type NameHash = std::hash::BuildHasherDefault<crate::pool::StableHasher>;
 
 impl std::fmt::Debug for CallStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,7 +139,7 @@ impl CallStats {
     pub(crate) fn new(enabled: bool) -> Self {
         Self {
             enabled,
-            methods: RwLock::new(HashMap::new()),
+            methods: RwLock::new(HashMap::default()),
         }
     }
 
@@ -165,8 +168,9 @@ impl CallStats {
             .clone()
     }
 
-    /// Records one call of `method` that took `latency`.
-    pub(crate) fn record(&self, method: &'static str, latency: Duration, ok: bool) {
+    /// Records one call of `method` that took `latency` and ended at `now` (the caller has
+    /// read the clock already; it also ages the window).
+    pub(crate) fn record(&self, method: &'static str, latency: Duration, ok: bool, now: Instant) {
         if !self.enabled {
             return;
         }
@@ -180,7 +184,7 @@ impl CallStats {
         let bucket = BUCKETS.partition_point(|bound| *bound < seconds);
         stats.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         stats.total_nanos.fetch_add(nanos, Ordering::Relaxed);
-        lock(&stats.latency).record(nanos, Instant::now());
+        lock(&stats.latency).record(nanos, now);
     }
 
     /// Every method's figures since the start, for the Prometheus exposition.
@@ -271,10 +275,10 @@ mod tests {
     fn percentiles_follow_the_recorded_distribution_per_method_and_together() {
         let stats = CallStats::new(true);
         for _ in 0..90 {
-            stats.record("fast", Duration::from_micros(100), true);
+            stats.record("fast", Duration::from_micros(100), true, Instant::now());
         }
         for _ in 0..10 {
-            stats.record("slow", Duration::from_millis(10), false);
+            stats.record("slow", Duration::from_millis(10), false, Instant::now());
         }
         assert_eq!((stats.requests(), stats.errors()), (100, 10));
         let all = stats.latency();
@@ -297,7 +301,7 @@ mod tests {
     #[test]
     fn disabled_statistics_keep_nothing() {
         let stats = CallStats::new(false);
-        stats.record("add", Duration::from_micros(10), false);
+        stats.record("add", Duration::from_micros(10), false, Instant::now());
         assert_eq!((stats.requests(), stats.errors()), (0, 0));
         assert!(stats.methods().is_empty());
         assert_eq!(stats.latency(), LatencySummary::default());

@@ -963,7 +963,9 @@ impl Invoke for Managed {
                 conn.call(method, &args, remaining).await
             }
             .await;
-            self.stats.record(method, started.elapsed(), result.is_ok());
+            let ended = Instant::now();
+            self.stats
+                .record(method, ended - started, result.is_ok(), ended);
             // The connection saw what was left of the deadline; report the caller's own.
             match (result, timeout) {
                 (Err(Error::Timeout { method, .. }), Some(after)) => {

@@ -40,6 +40,7 @@ use dispatch::State;
 use member::Member;
 
 pub(crate) use options::check_size;
+pub(crate) use ring::StableHasher;
 
 /// How long a call waits for a member to come back while none is running.
 const ALL_DOWN_WAIT: Duration = Duration::from_secs(10);
@@ -225,7 +226,8 @@ impl PoolCore {
                 } else {
                     err
                 };
-                self.stats.record(method, started.elapsed(), false);
+                let now = Instant::now();
+                self.stats.record(method, now - started, false, now);
                 return Err(err);
             }
         };
@@ -266,7 +268,10 @@ impl PoolCore {
             let done = Instant::now();
             let latency = done - sent;
             let member = &guard.reserved.member;
-            member.managed.stats.record(method, latency, result.is_ok());
+            member
+                .managed
+                .stats
+                .record(method, latency, result.is_ok(), done);
             if self.strategy == Strategy::LeastLatency
                 && !matches!(result, Err(Error::ProcessExited { .. }))
             {
@@ -291,7 +296,9 @@ impl PoolCore {
             counts_as_failure(&result)
         });
         drop(outcome);
-        self.stats.record(method, started.elapsed(), result.is_ok());
+        let ended = Instant::now();
+        self.stats
+            .record(method, ended - started, result.is_ok(), ended);
         match (result, timeout) {
             (Err(Error::Timeout { method, .. }), Some(after)) => {
                 Err(Error::Timeout { method, after })
