@@ -187,6 +187,25 @@ impl CallStats {
         lock(&stats.latency).record(nanos, now);
     }
 
+    /// Ends a call begun at `started` with `timeout` as its deadline: records it, and reports
+    /// a timeout as the caller's whole deadline (the connection saw only what was left of it).
+    pub(crate) fn conclude<T>(
+        &self,
+        method: &'static str,
+        started: Instant,
+        timeout: Option<Duration>,
+        result: Result<T, pm_core::Error>,
+    ) -> Result<T, pm_core::Error> {
+        let ended = Instant::now();
+        self.record(method, ended - started, result.is_ok(), ended);
+        match (result, timeout) {
+            (Err(pm_core::Error::Timeout { method, .. }), Some(after)) => {
+                Err(pm_core::Error::Timeout { method, after })
+            }
+            (result, _) => result,
+        }
+    }
+
     /// Every method's figures since the start, for the Prometheus exposition.
     pub(crate) fn totals(&self) -> Vec<Totals> {
         let mut totals: Vec<Totals> = self

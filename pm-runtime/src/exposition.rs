@@ -11,7 +11,7 @@ use std::fmt;
 
 use pm_core::{ProcessInfo, ProcessState};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -135,32 +135,19 @@ impl Collector for Exposition {
             .iter()
             .map(|row| (process_labels(&row.info), row.totals.as_slice()));
         encode_calls(&mut encoder, "titan_pm_", processes)?;
-        {
-            let mut family = encoder.encode_descriptor(
-                "titan_pm_cpu_percent",
-                "CPU use of the OS process hosting it, in percent of one core",
-                None,
-                MetricType::Gauge,
-            )?;
-            for row in &self.processes {
-                family
-                    .encode_family(&process_labels(&row.info))?
-                    .encode_gauge(&row.cpu)?;
-            }
-        }
-        {
-            let mut family = encoder.encode_descriptor(
-                "titan_pm_resident_memory_bytes",
-                "Resident memory of the OS process hosting it",
-                None,
-                MetricType::Gauge,
-            )?;
-            for row in &self.processes {
-                family
-                    .encode_family(&process_labels(&row.info))?
-                    .encode_gauge(&row.memory)?;
-            }
-        }
+        let processes = || self.processes.iter();
+        encode_gauges(
+            &mut encoder,
+            "titan_pm_cpu_percent",
+            "CPU use of the OS process hosting it, in percent of one core",
+            processes().map(|row| (process_labels(&row.info), row.cpu)),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "titan_pm_resident_memory_bytes",
+            "Resident memory of the OS process hosting it",
+            processes().map(|row| (process_labels(&row.info), row.memory)),
+        )?;
         {
             let mut family = encoder.encode_descriptor(
                 "titan_pm_restarts",
@@ -168,50 +155,57 @@ impl Collector for Exposition {
                 None,
                 MetricType::Counter,
             )?;
-            for row in &self.processes {
+            for row in processes() {
                 family
                     .encode_family(&process_labels(&row.info))?
                     .encode_counter::<NoLabelSet, u64, u64>(&u64::from(row.info.restarts), None)?;
             }
         }
-        {
-            let mut family = encoder.encode_descriptor(
-                "titan_pm_state",
-                "1 for the state the process is in",
-                None,
-                MetricType::Gauge,
-            )?;
-            for row in &self.processes {
+        encode_gauges(
+            &mut encoder,
+            "titan_pm_state",
+            "1 for the state the process is in",
+            processes().map(|row| {
                 let mut labels = process_labels(&row.info);
                 labels.push(("state", state_name(&row.info.state).to_owned()));
-                family.encode_family(&labels)?.encode_gauge(&1u64)?;
-            }
-        }
-        let pools = self.pools.iter().map(|row| {
-            let labels: Labels = vec![
-                ("process", row.info.name.clone()),
-                ("pool", row.info.id.to_string()),
-            ];
-            (labels, row.totals.as_slice())
-        });
+                (labels, 1u64)
+            }),
+        )?;
+        let pools = self
+            .pools
+            .iter()
+            .map(|row| (pool_labels(&row.info), row.totals.as_slice()));
         encode_calls(&mut encoder, "titan_pm_pool_", pools)?;
-        let mut family = encoder.encode_descriptor(
+        encode_gauges(
+            &mut encoder,
             "titan_pm_pool_members",
             "Members in rotation",
-            None,
-            MetricType::Gauge,
-        )?;
-        for row in &self.pools {
-            let labels: Labels = vec![
-                ("process", row.info.name.clone()),
-                ("pool", row.info.id.to_string()),
-            ];
-            family
-                .encode_family(&labels)?
-                .encode_gauge(&(row.members as u64))?;
-        }
-        Ok(())
+            self.pools
+                .iter()
+                .map(|row| (pool_labels(&row.info), row.members as u64)),
+        )
     }
+}
+
+/// Encodes one gauge family, a sample per label set.
+fn encode_gauges<V: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (Labels, V)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        family.encode_family(&labels)?.encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
+fn pool_labels(info: &ProcessInfo) -> Labels {
+    vec![
+        ("process", info.name.clone()),
+        ("pool", info.id.to_string()),
+    ]
 }
 
 impl Exposition {

@@ -963,16 +963,7 @@ impl Invoke for Managed {
                 conn.call(method, &args, remaining).await
             }
             .await;
-            let ended = Instant::now();
-            self.stats
-                .record(method, ended - started, result.is_ok(), ended);
-            // The connection saw what was left of the deadline; report the caller's own.
-            match (result, timeout) {
-                (Err(Error::Timeout { method, .. }), Some(after)) => {
-                    Err(Error::Timeout { method, after })
-                }
-                (result, _) => result,
-            }
+            self.stats.conclude(method, started, timeout, result)
         })
     }
 

@@ -296,15 +296,7 @@ impl PoolCore {
             counts_as_failure(&result)
         });
         drop(outcome);
-        let ended = Instant::now();
-        self.stats
-            .record(method, ended - started, result.is_ok(), ended);
-        match (result, timeout) {
-            (Err(Error::Timeout { method, .. }), Some(after)) => {
-                Err(Error::Timeout { method, after })
-            }
-            (result, _) => result,
-        }
+        self.stats.conclude(method, started, timeout, result)
     }
 }
 
