@@ -119,7 +119,8 @@ impl Default for RestartPolicy {
 /// Limits on what a process may use.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Resources {
-    /// Restart a child whose resident memory exceeds this many bytes (checked every 500 ms;
+    /// Restart a child whose resident memory (its process tree: the child and its descendants)
+    /// exceeds this many bytes (checked every 500 ms;
     /// the crash event's reason names the limit). Applies to `Isolation::Child` only: a
     /// worker shares the manager's memory, so there is nothing of its own to measure.
     /// Default: no limit.
@@ -166,7 +167,9 @@ pub struct Monitoring {
     /// With `false` nothing is recorded on a call's path and every call figure of
     /// `ProcessMetrics` stays zero; CPU and memory are still sampled.
     pub metrics: bool,
-    /// Emit a `tracing` span per call. Default: `false`.
+    /// Carry the caller's trace context (W3C `traceparent`) with every call, and run the call
+    /// in the process under a `tracing` span that is its child and carries the trace id; see
+    /// `pm_runtime::trace`. Default: `false` (calls carry no context and open no span).
     pub tracing: bool,
 }
 

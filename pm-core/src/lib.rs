@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics;
 pub mod process;
 pub mod schema;
+pub mod trace;
 pub mod wire;
 
 pub use config::{

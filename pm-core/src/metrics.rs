@@ -30,9 +30,13 @@ pub struct MethodMetrics {
 /// What the manager measured of one process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ProcessMetrics {
-    /// CPU use in percent of one core since the previous sample.
+    /// CPU use in percent of one core since the previous sample, of the OS process hosting
+    /// it: the child's own for `Isolation::Child` (100 is one core busy); for `Worker` and
+    /// `None`, the manager's whole process, which they share with everything else in it.
     pub cpu: f64,
-    /// Resident memory of the OS process hosting it, in bytes.
+    /// Resident memory in bytes. For `Isolation::Child`, of the child's process tree: the
+    /// child and every descendant still running. For `Worker` and `None`, of the manager's
+    /// own process alone (shared with everything else in it).
     pub memory: u64,
     /// Calls made.
     pub requests: u64,

@@ -20,8 +20,9 @@
 //!    identity, or [`FrameKind::Reject`] with a reason and closes.
 //! 2. The client sends [`FrameKind::Init`] with the dependencies; the process builds its
 //!    instance and answers [`FrameKind::ReplyOk`] or [`FrameKind::ReplyErr`] with the same id.
-//! 3. Calls: [`FrameKind::Call`] carries the method name, an optional deadline in milliseconds
-//!    and the arguments as one MessagePack array; replies carry the call's id and come in any
+//! 3. Calls: [`FrameKind::Call`] carries the method name, an optional deadline in milliseconds,
+//!    optionally the caller's trace context (a 25-byte bin: trace id, span id, flags; see
+//!    [`crate::trace`]) and the arguments as one MessagePack array; replies carry the call's id and come in any
 //!    order. [`FrameKind::Cancel`] aborts a call in flight.
 //! 4. [`FrameKind::Shutdown`] asks the process to refuse new calls, run its shutdown hooks,
 //!    finish what is in flight within the given grace period, answer, and exit.
@@ -33,6 +34,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, RemoteError, RemoteErrorKind};
+use crate::trace::{TraceContext, WIRE_LEN as TRACE_WIRE_LEN};
 
 /// The largest frame accepted unless configured otherwise: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -297,6 +299,12 @@ impl FrameBuilder {
         self.check(result)
     }
 
+    /// Appends a MessagePack binary field.
+    pub fn bin(&mut self, value: &[u8]) -> Result<&mut Self, WireError> {
+        let result = rmp::encode::write_bin(&mut self.writer(), value);
+        self.check(result.map_err(|e| e.to_string()))
+    }
+
     /// Appends bytes that already are MessagePack.
     pub fn raw(&mut self, msgpack: &[u8]) -> Result<&mut Self, WireError> {
         let result = io::Write::write_all(&mut self.writer(), msgpack);
@@ -354,22 +362,29 @@ pub fn encode_value<T: Serialize + ?Sized>(value: &T, max: usize) -> Result<Byte
     }
 }
 
-/// Bytes a call frame needs besides its arguments: header, method name and deadline.
+/// Bytes a call frame needs besides its arguments: header, method name, deadline and trace
+/// context.
 pub fn call_overhead(method: &str) -> usize {
-    BODY_HEADER + 5 + method.len() + 9
+    BODY_HEADER + 5 + method.len() + 9 + 2 + TRACE_WIRE_LEN
 }
 
-/// Encodes a call frame around arguments already encoded as MessagePack.
+/// Encodes a call frame around arguments already encoded as MessagePack, carrying `trace`
+/// (the caller's trace context) when given.
 pub fn encode_call_raw(
     id: u64,
     method: &str,
     deadline: Option<Duration>,
+    trace: Option<&TraceContext>,
     args: &[u8],
     max: usize,
 ) -> Result<Frame, WireError> {
     let deadline_ms = deadline.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut builder = FrameBuilder::new(FrameKind::Call, id, max);
-    builder.str(method)?.opt_u64(deadline_ms)?.raw(args)?;
+    builder.str(method)?.opt_u64(deadline_ms)?;
+    if let Some(trace) = trace {
+        builder.bin(&trace.to_wire())?;
+    }
+    builder.raw(args)?;
     builder.finish()
 }
 
@@ -409,6 +424,8 @@ pub struct Call<'a> {
     pub method: &'a str,
     /// Time left until the caller gives up, if it set a deadline.
     pub deadline: Option<Duration>,
+    /// The caller's trace context, when it sent one.
+    pub trace: Option<TraceContext>,
     /// The arguments: one MessagePack array.
     pub args: Bytes,
 }
@@ -456,10 +473,27 @@ pub fn decode_call(frame: &Frame) -> Result<Call<'_>, WireError> {
         }
         None => return Err(WireError::Malformed("call without a deadline field".into())),
     };
+    // An optional trace context, a bin field; the arguments are always an array.
+    let trace = match reader.first() {
+        Some(0xc4) => {
+            let len = usize::from(*reader.get(1).unwrap_or(&0));
+            let context = reader
+                .get(2..2 + len)
+                .filter(|_| len == TRACE_WIRE_LEN)
+                .and_then(TraceContext::from_wire)
+                .ok_or_else(|| {
+                    WireError::Malformed("call with a malformed trace context".into())
+                })?;
+            reader = &reader[2 + len..];
+            Some(context)
+        }
+        _ => None,
+    };
     let args_start = frame.wire().len() - reader.len();
     Ok(Call {
         method,
         deadline,
+        trace,
         args: frame.wire().slice(args_start..),
     })
 }
@@ -616,6 +650,40 @@ mod tests {
     }
 
     #[test]
+    fn a_call_carries_the_callers_trace_context_between_deadline_and_arguments() {
+        let trace = TraceContext::new_root();
+        let args = encode_value(&(5i64, 3i64), 1024).expect("fits");
+        let frame = encode_call_raw(9, "add", None, Some(&trace), &args, 1024).expect("fits");
+        let call = decode_call(&frame).expect("decodes");
+        assert_eq!(call.trace, Some(trace));
+        let args: (i64, i64) = rmp_serde::from_slice(&call.args).expect("args decode");
+        assert_eq!(args, (5, 3));
+        let untraced = encode_call_raw(9, "add", None, None, &args_bytes(), 1024).expect("fits");
+        assert_eq!(decode_call(&untraced).expect("decodes").trace, None);
+        assert_eq!(
+            frame.wire().len() - untraced.wire().len(),
+            2 + TRACE_WIRE_LEN
+        );
+    }
+
+    fn args_bytes() -> Bytes {
+        encode_value(&(5i64, 3i64), 1024).expect("fits")
+    }
+
+    #[test]
+    fn a_call_with_a_malformed_trace_context_is_refused() {
+        let mut builder = FrameBuilder::new(FrameKind::Call, 1, 1024);
+        builder
+            .str("add")
+            .and_then(|b| b.opt_u64(None))
+            .and_then(|b| b.bin(&[1, 2, 3]))
+            .and_then(|b| b.raw(&args_bytes()))
+            .expect("fits");
+        let frame = builder.finish().expect("fits");
+        assert!(matches!(decode_call(&frame), Err(WireError::Malformed(_))));
+    }
+
+    #[test]
     fn call_without_deadline_decodes_as_none() {
         let frame = encode_call(1, "ping", None, &(), 1024).expect("encodes");
         let call = decode_call(&frame).expect("decodes");
@@ -651,7 +719,7 @@ mod tests {
     #[test]
     fn raw_call_matches_typed_call() {
         let args = encode_value(&(5i64, 3i64), 1024).expect("fits");
-        let raw = encode_call_raw(1, "add", None, &args, 1024).expect("fits");
+        let raw = encode_call_raw(1, "add", None, None, &args, 1024).expect("fits");
         let typed = encode_call(1, "add", None, &(5i64, 3i64), 1024).expect("fits");
         assert_eq!(raw, typed);
         assert!(raw.payload_len() + BODY_HEADER <= call_overhead("add") + args.len());

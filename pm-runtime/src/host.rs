@@ -19,6 +19,11 @@ pub const TOKEN_ENV: &str = "TITAN_PM_TOKEN";
 /// Optional: the dependencies of a standalone process's `init`, as JSON.
 pub const DEPENDENCIES_ENV: &str = "TITAN_PM_DEPENDENCIES";
 
+/// The log level of a process binary's own `tracing` output (`error`, `warn`, `info`,
+/// `debug`, `trace` or `off`; default `info`). A child writes it to stderr and the manager
+/// forwards each line into its own `tracing` at the same level.
+pub const LOG_ENV: &str = crate::logging::LOG_ENV;
+
 /// The shortest token a standalone host accepts.
 const MIN_TOKEN_LEN: usize = 16;
 
@@ -251,6 +256,7 @@ pub fn run_process_main<P: Process>() -> ExitCode {
             return run_standalone::<P>(options);
         }
     }
+    crate::logging::init_child_logging();
     let bootstrap = match take_bootstrap().and_then(|b| check_socket(b.fd).map(|()| b)) {
         Ok(bootstrap) => bootstrap,
         Err(err) => {

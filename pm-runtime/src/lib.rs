@@ -59,6 +59,7 @@ mod events;
 mod exposition;
 pub mod host;
 mod http_api;
+mod logging;
 mod managed;
 mod manager;
 mod metrics;
@@ -69,6 +70,7 @@ mod rpc;
 mod spawn;
 mod supervisor;
 mod token;
+pub mod trace;
 
 #[doc(hidden)]
 pub mod private;

@@ -5,11 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use pm_core::trace::TraceContext;
 use pm_core::wire::Frame;
 use pm_core::{
     Error, Identity, Monitoring, ProcessId, ProcessInfo, ProcessState, Resources, RestartOn,
 };
 use tokio::sync::{broadcast, watch};
+use tracing::Instrument;
 
 use crate::call_stats::CallStats;
 use crate::caller::Invoke;
@@ -185,7 +187,12 @@ impl Managed {
         let args = pm_core::wire::encode_value(&(), conn.max_frame())?;
         let remaining = timeout.saturating_sub(started.elapsed());
         let frame = conn
-            .call(crate::rpc::client::HEALTH_METHOD, &args, Some(remaining))
+            .call(
+                crate::rpc::client::HEALTH_METHOD,
+                &args,
+                Some(remaining),
+                None,
+            )
             .await
             .map_err(|err| match err {
                 Error::Timeout { method, .. } => Error::Timeout {
@@ -660,6 +667,7 @@ impl Managed {
                             crate::rpc::client::HEALTH_METHOD,
                             &args,
                             Some(health.timeout),
+                            None,
                         )
                         .await
                     {
@@ -954,17 +962,15 @@ impl Invoke for Managed {
         args: Bytes,
         timeout: Option<Duration>,
     ) -> BoxFuture<'a, Result<Frame, Error>> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let timeout = timeout.or(self.default_timeout);
-            let result = async {
-                let conn = self.wait_for_link(method, started, timeout).await?;
-                let remaining = timeout.map(|t| t.saturating_sub(started.elapsed()));
-                conn.call(method, &args, remaining).await
-            }
-            .await;
-            self.stats.conclude(method, started, timeout, result)
-        })
+        if self.monitoring.tracing {
+            let context = crate::trace::outgoing();
+            let span = crate::trace::caller_span(&self.name, method, &context);
+            return Box::pin(
+                self.call_once(method, args, timeout, Some(context))
+                    .instrument(span),
+            );
+        }
+        Box::pin(self.call_once(method, args, timeout, None))
     }
 
     fn max_frame(&self) -> usize {
@@ -973,6 +979,25 @@ impl Invoke for Managed {
 }
 
 impl Managed {
+    /// One call: the live connection, then the call on it, recorded in the statistics.
+    async fn call_once(
+        &self,
+        method: &'static str,
+        args: Bytes,
+        timeout: Option<Duration>,
+        trace: Option<TraceContext>,
+    ) -> Result<Frame, Error> {
+        let started = Instant::now();
+        let timeout = timeout.or(self.default_timeout);
+        let result = async {
+            let conn = self.wait_for_link(method, started, timeout).await?;
+            let remaining = timeout.map(|t| t.saturating_sub(started.elapsed()));
+            conn.call(method, &args, remaining, trace.as_ref()).await
+        }
+        .await;
+        self.stats.conclude(method, started, timeout, result)
+    }
+
     /// The live connection, waiting through a (re)start until the call's deadline.
     async fn wait_for_link(
         &self,

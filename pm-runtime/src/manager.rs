@@ -321,6 +321,7 @@ impl ProcessManager {
             host: Box::new(host),
             restart_policy: config.restart_policy,
             metrics: config.monitoring.metrics,
+            tracing: config.monitoring.tracing,
         });
         // Listed first, so a `shutdown` racing this call stops what it started.
         self.pools().push(core.clone());

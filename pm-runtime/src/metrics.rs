@@ -13,12 +13,19 @@ impl ResourceSampler {
     /// Resident memory in bytes, and CPU use in percent of one core since the previous sample
     /// (since the process started, on the first sample). `None` when `/proc` cannot be read
     /// (the process is gone).
+    ///
+    /// For a child process the memory is that of its whole process tree: the child and every
+    /// descendant still running (a worker that forks helpers is charged for them). The
+    /// manager's own process, which hosts `Worker` and `None` processes, is measured alone:
+    /// its descendants are the other managed children.
     pub(crate) fn sample(&self, pid: u32) -> Option<(f64, u64)> {
-        let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-        let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-        let memory = resident_pages * page;
+        let mut memory = resident_bytes(pid)?;
+        if pid != std::process::id() {
+            memory += descendants(pid)
+                .into_iter()
+                .filter_map(resident_bytes)
+                .sum::<u64>();
+        }
 
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // The command name may hold spaces; fields resume after its closing parenthesis.
@@ -59,6 +66,82 @@ impl ResourceSampler {
     }
 }
 
+/// Resident memory of one OS process in bytes; `None` when it is gone.
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    Some(resident_pages * page)
+}
+
+/// The processes descending from `pid` (not `pid` itself), from each thread's `children`
+/// list; where the kernel has no such lists, from every process's parent in `/proc/*/stat`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let listed = std::path::Path::new(&format!("/proc/{pid}/task/{pid}/children")).exists();
+    let children_of: Box<dyn Fn(u32) -> Vec<u32>> = if listed {
+        Box::new(listed_children)
+    } else {
+        let parents = parent_table();
+        Box::new(move |parent| {
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(pid, _)| *pid)
+                .collect()
+        })
+    };
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    // Bounded, so a pid reused inside a cycle of stale reads cannot loop forever.
+    while let Some(parent) = frontier.pop() {
+        for child in children_of(parent) {
+            if child != pid && !found.contains(&child) && found.len() < 4096 {
+                found.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// The children the kernel lists for every thread of `pid`.
+fn listed_children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            children.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    children
+}
+
+/// Every process's pid and parent pid.
+fn parent_table() -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let ppid = stat[stat.rfind(')')? + 2..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +153,24 @@ mod tests {
         assert!(memory > 1024 * 1024, "{memory}");
         assert!(cpu >= 0.0);
         assert!(sampler.sample(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn a_process_tree_is_found_both_from_children_lists_and_from_parent_pids() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let me = std::process::id();
+        let listed = descendants(me);
+        let scanned: Vec<u32> = parent_table()
+            .into_iter()
+            .filter(|(_, ppid)| *ppid == me)
+            .map(|(pid, _)| pid)
+            .collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(listed.contains(&child.id()), "{listed:?}");
+        assert!(scanned.contains(&child.id()), "{scanned:?}");
     }
 }

@@ -221,6 +221,36 @@ impl Lifecycle {
         }
     }
 
+    /// Starts the allocating binary at `path` as a child of this process, holding `mib` MiB,
+    /// and returns its pid once its memory is touched (0 when it cannot be started).
+    #[public]
+    pub async fn spawn_hog(&self, path: String, mib: u64) -> u32 {
+        use std::io::BufRead;
+        let started = std::process::Command::new(path)
+            .arg(mib.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = started else { return 0 };
+        let pid = child.id();
+        let Some(stdout) = child.stdout.take() else {
+            return 0;
+        };
+        let ready = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            let read = std::io::BufReader::new(stdout).read_line(&mut line);
+            // Left running: reaped when this process exits, or killed with its group.
+            drop(child);
+            read.is_ok() && line.starts_with("ready")
+        })
+        .await
+        .unwrap_or(false);
+        if ready {
+            pid
+        } else {
+            0
+        }
+    }
+
     /// Starts `sleep 30` in a process group of its own (as a daemonizing program would), so
     /// it outlives this process and its group; returns its pid.
     #[public]
@@ -317,6 +347,36 @@ impl Lifecycle {
             hoard.push(block);
         }
         total
+    }
+}
+
+/// What a process saw of a call's trace context.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SeenTrace {
+    /// The trace id, 32 hex digits.
+    pub trace_id: String,
+    /// The process's span for the call.
+    pub span_id: String,
+    /// The caller's span, the parent of the process's.
+    pub parent_id: Option<String>,
+}
+
+/// A process that reports the trace context its calls arrive with.
+#[derive(Debug, Default)]
+pub struct Tracer;
+
+#[process(name = "tracer", version = "1.0.0")]
+impl Tracer {
+    /// The trace context this call runs under, if it carried one; logs a line inside the
+    /// call's span.
+    #[public]
+    pub async fn seen(&self) -> Option<SeenTrace> {
+        tracing::info!("traced call arrived");
+        pm_runtime::trace::current().map(|ctx| SeenTrace {
+            trace_id: ctx.trace_id().to_string(),
+            span_id: ctx.span_id().to_string(),
+            parent_id: ctx.parent_id().map(|id| id.to_string()),
+        })
     }
 }
 

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pm_runtime::prelude::*;
-use pm_tests::Lifecycle;
+use pm_tests::{Lifecycle, Tracer};
 
 const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
+const TRACER: &str = env!("CARGO_BIN_EXE_test-tracer");
 
 /// A `tracing` writer into a shared buffer.
 #[derive(Clone, Default)]
@@ -36,15 +37,26 @@ impl Captured {
     }
 }
 
+/// The one subscriber of this test binary, capturing everything at INFO and above.
+fn captured() -> Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(move || writer.clone())
+                .init();
+            captured
+        })
+        .clone()
+}
+
 #[tokio::test]
 async fn every_line_a_child_writes_before_crashing_reaches_tracing_with_name_and_pid() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = captured();
 
     let pm = ProcessManager::new(ProcessManagerConfig {
         isolation: Isolation::Child,
@@ -80,5 +92,55 @@ async fn every_line_a_child_writes_before_crashing_reaches_tracing_with_name_and
         assert!(found.contains(&format!("pid={pid}")), "{found}");
         assert!(found.contains("stdout"), "{found}");
     }
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn what_a_child_logs_inside_a_traced_call_reaches_tracing_at_its_level_with_the_trace_id() {
+    let captured = captured();
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        monitoring: Monitoring {
+            tracing: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let tracer = pm
+        .spawn::<Tracer>(TRACER, SpawnOptions::default().name("traced"))
+        .await
+        .expect("spawn");
+    let caller = pm_runtime::trace::TraceContext::new_root();
+    let seen = pm_runtime::trace::scope(caller, tracer.seen())
+        .await
+        .expect("call")
+        .expect("a context");
+    let trace_id = caller.trace_id().to_string();
+    let line = pm_tests::eventually(Duration::from_secs(10), async || {
+        captured
+            .text()
+            .lines()
+            .any(|l| l.contains("traced call arrived") && l.contains(&trace_id))
+    })
+    .await;
+    let text = captured.text();
+    assert!(line, "no line of the child names trace {trace_id}:\n{text}");
+    let found = text
+        .lines()
+        .find(|l| l.contains("traced call arrived") && l.contains(&trace_id))
+        .unwrap_or_default();
+    assert!(
+        found.contains(" INFO "),
+        "forwarded at another level: {found}"
+    );
+    assert!(found.contains("process=traced"), "{found}");
+    assert!(
+        found.contains(&format!("span_id={}", seen.span_id)),
+        "{found}"
+    );
+    assert!(
+        found.contains(&format!("parent_id={}", caller.span_id())),
+        "{found}"
+    );
     pm.shutdown().await.expect("shutdown");
 }

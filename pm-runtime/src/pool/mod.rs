@@ -24,9 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use pm_core::trace::TraceContext;
 use pm_core::wire::Frame;
 use pm_core::{Error, MethodInfo, ProcessId, RemoteErrorKind};
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 pub use options::{Autoscale, CircuitBreaker, PoolOptions, Recycle, Strategy};
 
@@ -67,6 +69,8 @@ pub(crate) struct PoolCore {
     max_queue: usize,
     max_frame: usize,
     default_timeout: Option<Duration>,
+    /// Carry the caller's trace context with each call.
+    tracing: bool,
     pub(crate) autoscale: Option<Autoscale>,
     pub(crate) recycle: Recycle,
     pub(crate) state: Mutex<State>,
@@ -110,6 +114,8 @@ pub(crate) struct PoolSpec {
     pub(crate) restart_policy: pm_core::RestartPolicy,
     /// `Monitoring::metrics`: keep per-call statistics.
     pub(crate) metrics: bool,
+    /// `Monitoring::tracing`: carry the caller's trace context with each call.
+    pub(crate) tracing: bool,
 }
 
 impl PoolCore {
@@ -124,6 +130,7 @@ impl PoolCore {
             max_queue: spec.options.max_queue,
             max_frame: spec.max_frame,
             default_timeout: spec.default_timeout,
+            tracing: spec.tracing,
             autoscale: spec.options.autoscale,
             recycle: spec.options.recycle,
             state: Mutex::new(State::new()),
@@ -213,6 +220,7 @@ impl PoolCore {
         method: &'static str,
         args: Bytes,
         timeout: Option<Duration>,
+        trace: Option<TraceContext>,
     ) -> Result<Frame, Error> {
         let started = Instant::now();
         let timeout = timeout.or(self.default_timeout);
@@ -264,7 +272,11 @@ impl PoolCore {
                 reserved,
             };
             let remaining = due.map(|due| due.saturating_duration_since(sent));
-            let result = guard.reserved.conn.call(method, &args, remaining).await;
+            let result = guard
+                .reserved
+                .conn
+                .call(method, &args, remaining, trace.as_ref())
+                .await;
             let done = Instant::now();
             let latency = done - sent;
             let member = &guard.reserved.member;
@@ -369,7 +381,16 @@ impl Invoke for Route {
         args: Bytes,
         timeout: Option<Duration>,
     ) -> BoxFuture<'a, Result<Frame, Error>> {
-        Box::pin(self.core.call(self.key, method, args, timeout))
+        if self.core.tracing {
+            let context = crate::trace::outgoing();
+            let span = crate::trace::caller_span(&self.core.name, method, &context);
+            return Box::pin(
+                self.core
+                    .call(self.key, method, args, timeout, Some(context))
+                    .instrument(span),
+            );
+        }
+        Box::pin(self.core.call(self.key, method, args, timeout, None))
     }
 
     fn max_frame(&self) -> usize {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pm_core::trace::TraceContext;
 use pm_core::wire::{self, Frame, FrameKind, Incoming};
 use pm_core::{Error, RemoteError, RemoteErrorKind};
 use pm_transport::{Connection, FrameReceiver, FrameSender};
@@ -114,6 +115,7 @@ impl RpcConnection {
         method: &str,
         args: &[u8],
         deadline: Option<Duration>,
+        trace: Option<&TraceContext>,
     ) -> Result<Frame, Error> {
         // One deadline for the whole call: waiting for a free slot counts too. A deadline too
         // far away to represent is no deadline.
@@ -139,7 +141,7 @@ impl RpcConnection {
         };
         let remaining = due.map(|due| due.saturating_duration_since(tokio::time::Instant::now()));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = wire::encode_call_raw(id, method, remaining, args, self.max_frame)?;
+        let frame = wire::encode_call_raw(id, method, remaining, trace, args, self.max_frame)?;
         let reply = self.send_request(id, frame)?;
         let mut guard = CancelOnDrop {
             conn: self,

@@ -517,6 +517,10 @@ impl<P: Process> CallLoop<P> {
             self.send(encode_error(id, &error, self.opts.max_frame));
             return;
         };
+        let future = match call.trace {
+            Some(caller) => Box::pin(crate::trace::serve_in(P::NAME, call.method, caller, future)),
+            None => future,
+        };
         let deadline = call.deadline;
         let sender = self.sender.clone();
         let in_flight = self.in_flight.clone();

@@ -215,7 +215,12 @@ async fn forward_lines<R: AsyncRead + Unpin>(
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end_matches(['\n', '\r']);
                 if which == "stderr" {
-                    tracing::warn!(target: "pm::child", process = %process, pid, stream = which, "{text}");
+                    match crate::logging::split_level(text) {
+                        Some((level, event)) => forward_event(level, &process, pid, event),
+                        None => {
+                            tracing::warn!(target: "pm::child", process = %process, pid, stream = which, "{text}");
+                        }
+                    }
                 } else {
                     tracing::info!(target: "pm::child", process = %process, pid, stream = which, "{text}");
                 }
@@ -224,6 +229,27 @@ async fn forward_lines<R: AsyncRead + Unpin>(
                 tracing::debug!(process = %process, pid, %err, "stopped forwarding {which}");
                 break;
             }
+        }
+    }
+}
+
+/// Re-emits an event a child logged, at the level it was logged at.
+fn forward_event(level: tracing::Level, process: &str, pid: u32, event: &str) {
+    match level {
+        tracing::Level::ERROR => {
+            tracing::error!(target: "pm::child", process = %process, pid, "{event}")
+        }
+        tracing::Level::WARN => {
+            tracing::warn!(target: "pm::child", process = %process, pid, "{event}")
+        }
+        tracing::Level::INFO => {
+            tracing::info!(target: "pm::child", process = %process, pid, "{event}")
+        }
+        tracing::Level::DEBUG => {
+            tracing::debug!(target: "pm::child", process = %process, pid, "{event}")
+        }
+        tracing::Level::TRACE => {
+            tracing::trace!(target: "pm::child", process = %process, pid, "{event}")
         }
     }
 }
