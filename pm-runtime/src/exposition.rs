@@ -4,12 +4,13 @@
 //! Families (labels `process` = name, `id`, `method`, `pool` = the pool's id for members):
 //! `titan_pm_calls_total`, `titan_pm_call_errors_total`, `titan_pm_call_duration_seconds`
 //! (histogram since the start), `titan_pm_cpu_percent`, `titan_pm_resident_memory_bytes`,
-//! `titan_pm_restarts_total`, `titan_pm_state` (1 for the current state), and for pools the
-//! same call families prefixed `titan_pm_pool_` plus `titan_pm_pool_members`.
+//! `titan_pm_restarts_total`, `titan_pm_state` (1 for the current state), `titan_pm_health`
+//! (1 for the latest health check's status), and for pools the same call families prefixed
+//! `titan_pm_pool_` plus `titan_pm_pool_members` and `titan_pm_pool_health`.
 
 use std::fmt;
 
-use pm_core::{ProcessInfo, ProcessState};
+use pm_core::{HealthState, ProcessInfo, ProcessState};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -24,6 +25,7 @@ pub(crate) struct ProcessRow {
     pub(crate) cpu: f64,
     pub(crate) memory: u64,
     pub(crate) totals: Vec<Totals>,
+    pub(crate) health: Option<HealthState>,
 }
 
 /// What one scrape shows of a pool.
@@ -32,6 +34,7 @@ pub(crate) struct PoolRow {
     pub(crate) info: ProcessInfo,
     pub(crate) members: usize,
     pub(crate) totals: Vec<Totals>,
+    pub(crate) health: Option<HealthState>,
 }
 
 /// A snapshot of the manager, encoded at once.
@@ -49,6 +52,15 @@ fn process_labels(info: &ProcessInfo) -> Labels {
         labels.push(("pool", pool.to_string()));
     }
     labels
+}
+
+fn health_name(health: Option<HealthState>) -> &'static str {
+    match health {
+        Some(HealthState::Healthy) => "healthy",
+        Some(HealthState::Degraded) => "degraded",
+        Some(HealthState::Unhealthy) => "unhealthy",
+        None => "unknown",
+    }
 }
 
 fn state_name(state: &ProcessState) -> &'static str {
@@ -171,6 +183,16 @@ impl Collector for Exposition {
                 (labels, 1u64)
             }),
         )?;
+        encode_gauges(
+            &mut encoder,
+            "titan_pm_health",
+            "1 for the status of the latest health check",
+            processes().map(|row| {
+                let mut labels = process_labels(&row.info);
+                labels.push(("status", health_name(row.health).to_owned()));
+                (labels, 1u64)
+            }),
+        )?;
         let pools = self
             .pools
             .iter()
@@ -183,6 +205,16 @@ impl Collector for Exposition {
             self.pools
                 .iter()
                 .map(|row| (pool_labels(&row.info), row.members as u64)),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "titan_pm_pool_health",
+            "1 for the pool's status from its members' latest health checks",
+            self.pools.iter().map(|row| {
+                let mut labels = pool_labels(&row.info);
+                labels.push(("status", health_name(row.health).to_owned()));
+                (labels, 1u64)
+            }),
         )
     }
 }

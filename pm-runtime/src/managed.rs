@@ -101,6 +101,10 @@ pub(crate) struct Managed {
     runtime: tokio::runtime::Handle,
     /// The pool this process is a member of.
     pub(crate) pool: Option<ProcessId>,
+    /// Its failing makes the manager's aggregate health degraded, not unhealthy.
+    pub(crate) optional: bool,
+    /// The latest health check's outcome: 0 none yet, 1 healthy, 2 degraded, 3 unhealthy.
+    last_health: std::sync::atomic::AtomicU8,
 }
 
 impl std::fmt::Debug for Managed {
@@ -131,6 +135,8 @@ pub(crate) struct ManagedSpec {
     pub(crate) monitoring: Monitoring,
     pub(crate) resources: Resources,
     pub(crate) pool: Option<ProcessId>,
+    /// `SpawnOptions::optional`: its failing makes the manager's health degraded, no worse.
+    pub(crate) optional: bool,
 }
 
 impl Managed {
@@ -168,6 +174,8 @@ impl Managed {
             user_health: tokio::sync::Semaphore::new(1),
             runtime: tokio::runtime::Handle::current(),
             pool: spec.pool,
+            optional: spec.optional,
+            last_health: std::sync::atomic::AtomicU8::new(0),
         })
     }
 
@@ -200,8 +208,34 @@ impl Managed {
                     after: timeout,
                 },
                 other => other,
-            })?;
-        Ok(frame.decode()?)
+            });
+        let status = frame.and_then(|frame| Ok(frame.decode::<pm_core::HealthStatus>()?));
+        self.note_health(match &status {
+            Ok(status) => status.status,
+            Err(_) => pm_core::HealthState::Unhealthy,
+        });
+        status
+    }
+
+    /// Remembers the outcome of the latest health check, for the metrics exposition.
+    fn note_health(&self, state: pm_core::HealthState) {
+        let code = match state {
+            pm_core::HealthState::Healthy => 1,
+            pm_core::HealthState::Degraded => 2,
+            pm_core::HealthState::Unhealthy => 3,
+        };
+        self.last_health.store(code, Ordering::Relaxed);
+    }
+
+    /// The outcome of the latest health check (the manager's polling or a user's), or `None`
+    /// before the first.
+    pub(crate) fn last_health(&self) -> Option<pm_core::HealthState> {
+        match self.last_health.load(Ordering::Relaxed) {
+            1 => Some(pm_core::HealthState::Healthy),
+            2 => Some(pm_core::HealthState::Degraded),
+            3 => Some(pm_core::HealthState::Unhealthy),
+            _ => None,
+        }
     }
 
     /// The error of calls this process cannot take, with why.
@@ -673,7 +707,7 @@ impl Managed {
                     {
                         Ok(frame) => match frame.decode::<pm_core::HealthStatus>() {
                             Ok(status) if status.status != pm_core::HealthState::Unhealthy => {
-                                Ok(())
+                                Ok(status.status)
                             }
                             Ok(_) => Err("the health check reported unhealthy".to_owned()),
                             Err(err) => Err(format!("undecodable health report: {err}")),
@@ -682,8 +716,12 @@ impl Managed {
                     },
                     Err(err) => Err(err.to_string()),
                 };
+                self.note_health(match verdict {
+                    Ok(state) => state,
+                    Err(_) => pm_core::HealthState::Unhealthy,
+                });
                 match verdict {
-                    Ok(()) => failures = 0,
+                    Ok(_) => failures = 0,
                     Err(reason) => {
                         failures += 1;
                         tracing::warn!(process = %self.name, id = %self.id, failures, %reason, "health check failed");

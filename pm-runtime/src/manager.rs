@@ -245,6 +245,7 @@ impl ProcessManager {
             monitoring: config.monitoring,
             resources: config.resources,
             pool,
+            optional: options.optional,
         });
         // Listed before it starts, so a `shutdown` racing this spawn stops it too (its start
         // then fails with "stopped while starting") instead of missing it.
@@ -373,8 +374,9 @@ impl ProcessManager {
     ///
     /// The status is `Healthy` when every check passes, `Unhealthy` when any process or pool
     /// is unhealthy, unreachable or failed for good (a pool counts as unhealthy only when none
-    /// of its members is healthy), and `Degraded` otherwise (a degraded process, or a pool with
-    /// some members unhealthy). With nothing running it is `Healthy`, with no checks.
+    /// of its members is healthy), and `Degraded` otherwise (a degraded process, a pool with
+    /// some members unhealthy, or an [optional](SpawnOptions::optional) part that is
+    /// unhealthy, unreachable or failed). With nothing running it is `Healthy`, with no checks.
     ///
     /// # Errors
     /// None today; the `Result` leaves room for failures of the manager itself.
@@ -395,12 +397,17 @@ impl ProcessManager {
             .filter(|p| !p.is_stopping())
             .cloned()
             .collect();
-        let process_checks = processes
-            .iter()
-            .map(|m| async move { (format!("{} ({})", m.name, m.id), m.health(timeout).await) });
+        let process_checks = processes.iter().map(|m| async move {
+            (
+                format!("{} ({})", m.name, m.id),
+                m.optional,
+                m.health(timeout).await,
+            )
+        });
         let pool_checks = pools.iter().map(|p| async move {
             (
                 format!("pool {} ({})", p.name, p.id),
+                p.optional,
                 p.health(timeout).await,
             )
         });
@@ -410,7 +417,7 @@ impl ProcessManager {
         )
         .await;
         let mut report = HealthStatus::healthy();
-        for (name, outcome) in process_reports.into_iter().chain(pool_reports) {
+        for (name, optional, outcome) in process_reports.into_iter().chain(pool_reports) {
             let (status, message) = match outcome {
                 Ok(status) => match status.status {
                     HealthState::Healthy => (CheckStatus::Pass, None),
@@ -418,6 +425,14 @@ impl ProcessManager {
                     HealthState::Unhealthy => (CheckStatus::Fail, Some("unhealthy".to_owned())),
                 },
                 Err(err) => (CheckStatus::Fail, Some(err.to_string())),
+            };
+            // An optional part failing degrades the whole; it does not fail it.
+            let (status, message) = match (status, optional) {
+                (CheckStatus::Fail, true) => (
+                    CheckStatus::Warn,
+                    message.map(|m| format!("{m} (an optional part)")),
+                ),
+                (status, _) => (status, message),
             };
             report.status = match (report.status, status) {
                 (_, CheckStatus::Fail) | (HealthState::Unhealthy, _) => HealthState::Unhealthy,
@@ -438,7 +453,9 @@ impl ProcessManager {
     /// calls and errors per method (`titan_pm_calls_total`, `titan_pm_call_errors_total`), call
     /// duration (`titan_pm_call_duration_seconds`, a histogram since the start), CPU, resident
     /// memory, restarts and state; the same call families for pools
-    /// (`titan_pm_pool_…`) and their member count. Labels: `process` (the name), `id`,
+    /// (`titan_pm_pool_…`) and their member count; health (`titan_pm_health`,
+    /// `titan_pm_pool_health`: 1 for the `status` of the latest health check, `unknown` before
+    /// the first). Labels: `process` (the name), `id`,
     /// `method`, and `pool` for pool members and pools. Call figures are empty when
     /// `Monitoring::metrics` is off.
     pub fn metrics_text(&self) -> String {
@@ -457,6 +474,7 @@ impl ProcessManager {
                     cpu,
                     memory,
                     totals: managed.stats.totals(),
+                    health: managed.last_health(),
                 }
             })
             .collect();
@@ -467,6 +485,7 @@ impl ProcessManager {
                 info: pool.info(),
                 members: pool.members().len(),
                 totals: pool.stats.totals(),
+                health: pool.last_health(),
             })
             .collect();
         Exposition { processes, pools }.render()
@@ -474,8 +493,9 @@ impl ProcessManager {
 
     /// What the manager measured of the process: calls, errors and latency from its side of
     /// each call, in all and per method (counts since the start, latency percentiles over the
-    /// last 30 to 60 seconds; nothing when `Monitoring::metrics` is off); CPU and resident memory of the OS process hosting it (for `Worker` and
-    /// `None`, that is the manager's own process).
+    /// last 30 to 60 seconds; nothing when `Monitoring::metrics` is off); CPU and resident
+    /// memory of the OS process hosting it (for a `Child`, memory counts its descendants too;
+    /// for `Worker` and `None`, both are the manager's own process).
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown id.

@@ -25,6 +25,7 @@ pub struct SpawnOptions {
     pub(crate) isolation: Option<Isolation>,
     pub(crate) transport: Option<TransportKind>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) optional: bool,
 }
 
 impl SpawnOptions {
@@ -60,6 +61,16 @@ impl SpawnOptions {
     /// The default deadline of calls to this process, overriding `resources.timeout`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Marks the process (or, in `PoolOptions::spawn`, the pool) as an optional part: while
+    /// it is unhealthy, unreachable or failed, [`ProcessManager::health`] reports `Degraded`
+    /// instead of `Unhealthy` (a cache the service can run without, say). Default: `false`.
+    ///
+    /// [`ProcessManager::health`]: crate::ProcessManager::health
+    pub fn optional(mut self, optional: bool) -> Self {
+        self.optional = optional;
         self
     }
 }

@@ -280,3 +280,92 @@ async fn the_prometheus_text_parses_and_its_counters_equal_the_calls_made() {
     }
     pm.shutdown().await.expect("shutdown");
 }
+
+/// The `status` label of the `family` sample for `id`, from a fresh scrape.
+fn health_label(pm: &ProcessManager, family: &str, key: &str, id: &str) -> Option<String> {
+    let text = pm.metrics_text();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("the exposition parses");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == family && s.labels.get(key) == Some(id))
+        .and_then(|s| s.labels.get("status").map(str::to_owned))
+}
+
+#[tokio::test]
+async fn an_unhealthy_optional_part_degrades_the_whole_and_the_exposition_shows_each_health() {
+    let pm = manager(true);
+    let core = pm
+        .spawn::<pm_tests::Lifecycle>(
+            env!("CARGO_BIN_EXE_test-lifecycle"),
+            SpawnOptions::default().name("core"),
+        )
+        .await
+        .expect("spawn");
+    let cache = pm
+        .spawn::<pm_tests::Lifecycle>(
+            env!("CARGO_BIN_EXE_test-lifecycle"),
+            SpawnOptions::default().name("cache").optional(true),
+        )
+        .await
+        .expect("spawn");
+    let cache_id = cache.id().to_string();
+    assert_eq!(
+        health_label(&pm, "titan_pm_health", "id", &cache_id).as_deref(),
+        Some("unknown"),
+        "no check has run yet"
+    );
+    let health = pm.health().await.expect("health");
+    assert_eq!(health.status, HealthState::Healthy, "{health:?}");
+    assert_eq!(
+        health_label(&pm, "titan_pm_health", "id", &cache_id).as_deref(),
+        Some("healthy")
+    );
+
+    cache.fall_ill().await.expect("fall ill");
+    let health = pm.health().await.expect("health");
+    assert_eq!(health.status, HealthState::Degraded, "{health:?}");
+    let cache_check = health
+        .checks
+        .iter()
+        .find(|c| c.name.contains("cache"))
+        .expect("a check for the cache");
+    assert_eq!(cache_check.status, CheckStatus::Warn, "{health:?}");
+    assert_eq!(
+        health_label(&pm, "titan_pm_health", "id", &cache_id).as_deref(),
+        Some("unhealthy")
+    );
+
+    // The part that is not optional still fails the whole.
+    core.fall_ill().await.expect("fall ill");
+    let health = pm.health().await.expect("health");
+    assert_eq!(health.status, HealthState::Unhealthy, "{health:?}");
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_pools_health_in_the_exposition_follows_its_members_checks() {
+    let pm = manager(true);
+    let pool = pm
+        .pool::<PoolWorker>(
+            WORKER,
+            PoolOptions {
+                size: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("pool");
+    let id = pool.id().to_string();
+    assert_eq!(
+        health_label(&pm, "titan_pm_pool_health", "pool", &id).as_deref(),
+        Some("unknown")
+    );
+    pm.get_health(pool.id()).await.expect("health");
+    assert_eq!(
+        health_label(&pm, "titan_pm_pool_health", "pool", &id).as_deref(),
+        Some("healthy")
+    );
+    pm.shutdown().await.expect("shutdown");
+}

@@ -43,7 +43,10 @@ async fn a_child_that_burns_a_core_reports_at_least_half_a_core() {
     let spun = busy.spin(1500).await.expect("spin");
     assert!(spun > 0);
     let cpu = pm.get_metrics(busy.id()).await.expect("metrics").cpu;
-    assert!(cpu >= 50.0, "a child spinning for 1.5 s reported {cpu:.1}% cpu");
+    assert!(
+        cpu >= 50.0,
+        "a child spinning for 1.5 s reported {cpu:.1}% cpu"
+    );
     assert!(cpu <= 250.0, "more than two cores' worth: {cpu:.1}%");
     pm.shutdown().await.expect("shutdown");
 }

@@ -71,6 +71,8 @@ pub(crate) struct PoolCore {
     default_timeout: Option<Duration>,
     /// Carry the caller's trace context with each call.
     tracing: bool,
+    /// `SpawnOptions::optional` of its members: its failing degrades the manager's health.
+    pub(crate) optional: bool,
     pub(crate) autoscale: Option<Autoscale>,
     pub(crate) recycle: Recycle,
     pub(crate) state: Mutex<State>,
@@ -131,6 +133,7 @@ impl PoolCore {
             max_frame: spec.max_frame,
             default_timeout: spec.default_timeout,
             tracing: spec.tracing,
+            optional: spec.options.spawn.optional,
             autoscale: spec.options.autoscale,
             recycle: spec.options.recycle,
             state: Mutex::new(State::new()),

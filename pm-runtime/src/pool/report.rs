@@ -48,6 +48,31 @@ impl PoolCore {
 
     /// Every member's health check: healthy when all pass, degraded when some do, unhealthy
     /// when none does. One check result per member, named by its id.
+    /// The pool's status from its members' latest health checks, by the rule of
+    /// [`PoolCore::health`]: healthy when all are, unhealthy when none is, degraded between;
+    /// `None` while no member has been checked.
+    pub(crate) fn last_health(&self) -> Option<HealthState> {
+        let states: Vec<Option<HealthState>> = self
+            .members()
+            .iter()
+            .map(|m| m.managed.last_health())
+            .collect();
+        if states.iter().all(Option::is_none) {
+            return None;
+        }
+        let healthy = states
+            .iter()
+            .filter(|s| **s == Some(HealthState::Healthy))
+            .count();
+        Some(if healthy == states.len() {
+            HealthState::Healthy
+        } else if healthy == 0 {
+            HealthState::Unhealthy
+        } else {
+            HealthState::Degraded
+        })
+    }
+
     pub(crate) async fn health(&self, timeout: Duration) -> Result<HealthStatus, Error> {
         let members = self.members();
         let checks = members.iter().map(|m| m.managed.health(timeout));
