@@ -110,6 +110,37 @@ pub fn sibling_binary(name: &str) -> Option<PathBuf> {
     candidate.is_file().then_some(candidate)
 }
 
+/// A binary of this package built next to the running executable; when it has not been
+/// built yet (`cargo run` builds only the binary it runs), builds it first with the same cargo
+/// and profile.
+///
+/// # Errors
+/// A message saying what is missing when there is no cargo to build with, or the build fails.
+pub fn built_binary(name: &str) -> Result<PathBuf, String> {
+    if let Some(path) = sibling_binary(name) {
+        return Ok(path);
+    }
+    let cargo = std::env::var("CARGO").map_err(|_| {
+        format!("the `{name}` binary is missing: build it with `cargo build -p pm-examples --bins`")
+    })?;
+    let release = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.ends_with("release")))
+        .unwrap_or(false);
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "-q", "-p", "pm-examples", "--bin", name]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .map_err(|err| format!("could not run cargo: {err}"))?;
+    if !status.success() {
+        return Err(format!("building `{name}` failed: {status}"));
+    }
+    sibling_binary(name).ok_or_else(|| format!("the `{name}` binary is still missing"))
+}
+
 /// A counter whose increments take `&mut self`: calls to it are serialised, so concurrent
 /// increments are never lost even though each one yields in the middle.
 #[derive(Debug, Default)]

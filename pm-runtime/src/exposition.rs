@@ -54,7 +54,7 @@ fn process_labels(info: &ProcessInfo) -> Labels {
     labels
 }
 
-fn health_name(health: Option<HealthState>) -> &'static str {
+pub(crate) fn health_name(health: Option<HealthState>) -> &'static str {
     match health {
         Some(HealthState::Healthy) => "healthy",
         Some(HealthState::Degraded) => "degraded",
@@ -63,7 +63,7 @@ fn health_name(health: Option<HealthState>) -> &'static str {
     }
 }
 
-fn state_name(state: &ProcessState) -> &'static str {
+pub(crate) fn state_name(state: &ProcessState) -> &'static str {
     match state {
         ProcessState::Starting {} => "starting",
         ProcessState::Running {} => "running",

@@ -68,6 +68,7 @@ mod pool;
 mod process;
 mod rpc;
 mod spawn;
+mod status;
 mod supervisor;
 mod token;
 pub mod trace;
@@ -95,6 +96,7 @@ pub use pm_core::{
 pub use pm_macros::{health_check, on_shutdown, process, public};
 pub use pool::{Autoscale, CircuitBreaker, Pool, PoolOptions, Recycle, Strategy};
 pub use process::{ClientStub, Process};
+pub use status::{StatusOptions, StatusServer};
 
 /// The items most programs need: `use pm_runtime::prelude::*;`.
 pub mod prelude {

@@ -217,6 +217,24 @@ impl Managed {
         status
     }
 
+    /// What the manager measured of this process: its call statistics, and a fresh reading
+    /// of CPU and memory (zero when it has no local OS process).
+    pub(crate) fn metrics(&self) -> pm_core::ProcessMetrics {
+        let (cpu, memory) = self
+            .local_pid()
+            .and_then(|pid| self.sampler.sample(pid))
+            .unwrap_or((0.0, 0));
+        pm_core::ProcessMetrics {
+            cpu,
+            memory,
+            requests: self.stats.requests(),
+            errors: self.stats.errors(),
+            latency: self.stats.latency(),
+            methods: self.stats.methods(),
+            members: Vec::new(),
+        }
+    }
+
     /// Remembers the outcome of the latest health check, for the metrics exposition.
     fn note_health(&self, state: pm_core::HealthState) {
         let code = match state {

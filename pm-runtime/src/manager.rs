@@ -29,6 +29,18 @@ struct Inner {
     events: broadcast::Sender<ProcessEvent>,
 }
 
+/// A manager that may be gone: what its status server holds, so serving status never keeps
+/// a dropped manager's processes running.
+#[derive(Clone)]
+pub(crate) struct WeakManager(std::sync::Weak<Inner>);
+
+impl WeakManager {
+    /// The manager, while someone still holds it.
+    pub(crate) fn upgrade(&self) -> Option<ProcessManager> {
+        self.0.upgrade().map(|inner| ProcessManager { inner })
+    }
+}
+
 /// Ends and unlists a process whose spawn was given up on before its start finished, when
 /// dropped armed.
 struct UnlistOnDrop<'a> {
@@ -103,14 +115,19 @@ impl ProcessManager {
         &self.inner.config
     }
 
-    fn processes(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Managed>>> {
+    /// A reference that does not keep the manager alive (for its status server).
+    pub(crate) fn downgrade(&self) -> WeakManager {
+        WeakManager(Arc::downgrade(&self.inner))
+    }
+
+    pub(crate) fn processes(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Managed>>> {
         self.inner
             .processes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn pools(&self) -> std::sync::MutexGuard<'_, Vec<Arc<PoolCore>>> {
+    pub(crate) fn pools(&self) -> std::sync::MutexGuard<'_, Vec<Arc<PoolCore>>> {
         self.inner
             .pools
             .lock()
@@ -500,22 +517,9 @@ impl ProcessManager {
     /// # Errors
     /// [`Error::NotFound`] for an unknown id.
     pub async fn get_metrics(&self, id: ProcessId) -> Result<ProcessMetrics, Error> {
-        let managed = match self.find(id)? {
-            Target::Process(managed) => managed,
-            Target::Pool(pool) => return Ok(pool.metrics()),
-        };
-        let (cpu, memory) = managed
-            .local_pid()
-            .and_then(|pid| managed.sampler.sample(pid))
-            .unwrap_or((0.0, 0));
-        Ok(ProcessMetrics {
-            cpu,
-            memory,
-            requests: managed.stats.requests(),
-            errors: managed.stats.errors(),
-            latency: managed.stats.latency(),
-            methods: managed.stats.methods(),
-            members: Vec::new(),
+        Ok(match self.find(id)? {
+            Target::Process(managed) => managed.metrics(),
+            Target::Pool(pool) => pool.metrics(),
         })
     }
 

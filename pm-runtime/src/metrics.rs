@@ -6,12 +6,20 @@ use std::time::Instant;
 /// CPU and memory readings of an OS process from `/proc`.
 #[derive(Debug, Default)]
 pub(crate) struct ResourceSampler {
-    last: Mutex<Option<(Instant, u64)>>,
+    /// The baseline of the CPU figure: when it was read, the ticks then, and the figure
+    /// reported from it.
+    last: Mutex<Option<(Instant, u64, f64)>>,
 }
+
+/// The shortest window a CPU figure is computed over. Readers asking more often (a status
+/// page, a scrape, the monitor) get the latest figure again rather than the noise of a few
+/// clock ticks (the kernel counts CPU time in 10 ms ticks).
+const MIN_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl ResourceSampler {
     /// Resident memory in bytes, and CPU use in percent of one core since the previous sample
-    /// (since the process started, on the first sample). `None` when `/proc` cannot be read
+    /// (since the process started, on the first sample; the previous figure again when the
+    /// previous sample is under 500 ms old). `None` when `/proc` cannot be read
     /// (the process is gone).
     ///
     /// For a child process the memory is that of its whole process tree: the child and every
@@ -40,13 +48,12 @@ impl ResourceSampler {
         let now = Instant::now();
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let cpu = match *last {
-            Some((at, before)) => {
+            Some((at, _, figure)) if now.duration_since(at) < MIN_WINDOW => {
+                return Some((figure, memory));
+            }
+            Some((at, before, _)) => {
                 let elapsed = now.duration_since(at).as_secs_f64();
-                if elapsed > 0.0 {
-                    (ticks.saturating_sub(before) as f64 / hz) / elapsed * 100.0
-                } else {
-                    0.0
-                }
+                (ticks.saturating_sub(before) as f64 / hz) / elapsed * 100.0
             }
             None => {
                 let uptime: f64 = std::fs::read_to_string("/proc/uptime")
@@ -61,7 +68,7 @@ impl ResourceSampler {
                 }
             }
         };
-        *last = Some((now, ticks));
+        *last = Some((now, ticks, cpu));
         Some((cpu, memory))
     }
 }

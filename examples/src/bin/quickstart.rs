@@ -4,43 +4,14 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a demo prints what it shows
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use pm_examples::{sibling_binary, Calculator, MathError};
+use pm_examples::{built_binary, Calculator, MathError};
 use pm_runtime::prelude::*;
 use pm_runtime::Error;
 
-/// The calculator binary; when it has not been built yet (`cargo run` builds only the binary
-/// it runs), builds it with the same cargo and profile first.
-fn calculator_binary() -> Result<PathBuf, String> {
-    if let Some(path) = sibling_binary("calculator") {
-        return Ok(path);
-    }
-    let cargo = std::env::var("CARGO").map_err(|_| {
-        "the `calculator` binary is missing: build it with `cargo build -p pm-examples --bins`"
-            .to_owned()
-    })?;
-    let release = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.ends_with("release")))
-        .unwrap_or(false);
-    let mut build = std::process::Command::new(cargo);
-    build.args(["build", "-q", "-p", "pm-examples", "--bin", "calculator"]);
-    if release {
-        build.arg("--release");
-    }
-    let status = build
-        .status()
-        .map_err(|err| format!("could not run cargo: {err}"))?;
-    if !status.success() {
-        return Err(format!("building the calculator failed: {status}"));
-    }
-    sibling_binary("calculator").ok_or_else(|| "the calculator binary is still missing".into())
-}
-
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let binary = calculator_binary()?;
+    let binary = built_binary("calculator")?;
     let pm = ProcessManager::new(ProcessManagerConfig {
         isolation: Isolation::Child,
         ..Default::default()
