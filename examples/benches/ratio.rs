@@ -3,7 +3,9 @@
 //!
 //! - `pool`: a call routed through a pool of one member against a plain handle;
 //! - `metrics`: a plain handle with per-call statistics on against one with them off
-//!   (`Monitoring::metrics: false`).
+//!   (`Monitoring::metrics: false`);
+//! - `tracing`: a plain handle with trace context on (`Monitoring::tracing: true`) against one
+//!   with it off.
 //!
 //! A criterion run measures its cases one after the other, and on this shared machine a
 //! child sometimes settles into a slower scheduling pattern for a whole case, which swamps a
@@ -96,6 +98,16 @@ fn main() {
             ..Default::default()
         })
     });
+    let traced = runtime.block_on(async {
+        ProcessManager::new(ProcessManagerConfig {
+            isolation: Isolation::Child,
+            monitoring: Monitoring {
+                tracing: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    });
     runtime.block_on(async {
         let plain = pm
             .spawn::<Calculator>(CALCULATOR, SpawnOptions::default())
@@ -116,8 +128,14 @@ fn main() {
             .await
             .expect("calculator spawns");
         compare("pool (pool of 1 / plain handle)", &pool, &plain).await;
+        let tracing = traced
+            .spawn::<Calculator>(CALCULATOR, SpawnOptions::default())
+            .await
+            .expect("calculator spawns");
         compare("metrics (on / off)", &plain, &unmeasured).await;
+        compare("tracing (on / off)", &tracing, &plain).await;
         pm.shutdown().await.expect("shutdown");
         quiet.shutdown().await.expect("shutdown");
+        traced.shutdown().await.expect("shutdown");
     });
 }

@@ -169,7 +169,8 @@ impl TraceContext {
         let span_id = hex_field(span, 16)
             .and_then(|id| SpanId::new(id as u64))
             .ok_or_else(|| refuse("the parent id must be 16 lowercase hex digits, not all zero"))?;
-        let flags = hex_field(flags, 2).ok_or_else(|| refuse("bad trace flags"))? as u8;
+        // Flags this version does not define are not passed on (W3C: set them to zero).
+        let flags = hex_field(flags, 2).ok_or_else(|| refuse("bad trace flags"))? as u8 & SAMPLED;
         Ok(Self {
             trace_id,
             span_id,
@@ -218,7 +219,7 @@ impl TraceContext {
             trace_id: TraceId::new(trace)?,
             span_id: SpanId::new(span)?,
             parent_id: None,
-            flags: bytes[24],
+            flags: bytes[24] & SAMPLED,
         })
     }
 }

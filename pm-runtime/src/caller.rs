@@ -60,7 +60,8 @@ impl Caller {
         }
     }
 
-    /// Encodes `args`, calls `method`, and decodes its reply as `R`.
+    /// Encodes `args`, calls `method`, and decodes its reply as `R`. `args` is the tuple of
+    /// the method's arguments (it must encode as a MessagePack array, as tuples do).
     ///
     /// Arguments too large for the frame limit fail with [`Error::Protocol`] before anything is
     /// sent; a reply that does not decode as `R` fails with [`Error::Protocol`] too.

@@ -5,8 +5,11 @@
 //! the binary installed one of its own first) at the level `TITAN_PM_LOG` names (`error`,
 //! `warn`, `info`, `debug`, `trace` or `off`; default `info`). The manager forwards every
 //! line with the process name and pid; a line that starts with a level keeps that level, so a
-//! child's `info!` is an `INFO` event in the manager, not a warning. Spans come along as text,
-//! so an event inside a traced call carries its `trace_id`.
+//! child's `info!` is an `INFO` event in the manager, not a warning. Each event is one line
+//! (newlines inside it are written as `\n`). Spans come along as text, so an event inside a
+//! traced call carries its `trace_id`.
+
+use std::io::Write;
 
 use tracing::Level;
 
@@ -26,11 +29,38 @@ pub(crate) fn init_child_logging() {
     let Some(level) = level else { return };
     // An error here means the binary installed its own subscriber: keep it.
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| EventLine(std::io::stderr()))
         .with_ansi(false)
         .without_time()
         .with_max_level(level)
         .try_init();
+}
+
+/// Writes each formatted event as exactly one line: newlines and carriage returns inside it
+/// become `\n` and `\r`, so a multi-line message keeps its level when the manager reads it
+/// back, and no message can forge a line of its own. The subscriber writes an event with one
+/// `write` of the whole record.
+struct EventLine<W: Write>(W);
+
+impl<W: Write> Write for EventLine<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+        let mut line = Vec::with_capacity(buf.len() + 8);
+        for &byte in body {
+            match byte {
+                b'\n' => line.extend_from_slice(b"\\n"),
+                b'\r' => line.extend_from_slice(b"\\r"),
+                _ => line.push(byte),
+            }
+        }
+        line.push(b'\n');
+        self.0.write_all(&line)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// A level name; `Ok(None)` for `off`.
@@ -75,6 +105,14 @@ mod tests {
         assert_eq!(split_level("ERROR x"), Some((Level::ERROR, "x")));
         assert_eq!(split_level("thread 'main' panicked"), None);
         assert_eq!(split_level("INFO"), None);
+    }
+
+    #[test]
+    fn an_event_with_newlines_is_written_as_one_line() {
+        let mut out = EventLine(Vec::new());
+        out.write_all(b" INFO first\nERROR forged\r\n")
+            .expect("written");
+        assert_eq!(out.0, b" INFO first\\nERROR forged\\r\n".to_vec());
     }
 
     #[test]

@@ -182,6 +182,15 @@ impl Managed {
     /// Runs the process's health check for a user, within `timeout` (waiting for another
     /// user's check included).
     pub(crate) async fn health(&self, timeout: Duration) -> Result<pm_core::HealthStatus, Error> {
+        let status = self.check_health(timeout).await;
+        self.note_health(match &status {
+            Ok(status) => status.status,
+            Err(_) => pm_core::HealthState::Unhealthy,
+        });
+        status
+    }
+
+    async fn check_health(&self, timeout: Duration) -> Result<pm_core::HealthStatus, Error> {
         let conn = self.current()?;
         let timed_out = || Error::Timeout {
             method: crate::rpc::client::HEALTH_METHOD.to_owned(),
@@ -209,12 +218,7 @@ impl Managed {
                 },
                 other => other,
             });
-        let status = frame.and_then(|frame| Ok(frame.decode::<pm_core::HealthStatus>()?));
-        self.note_health(match &status {
-            Ok(status) => status.status,
-            Err(_) => pm_core::HealthState::Unhealthy,
-        });
-        status
+        Ok(frame?.decode::<pm_core::HealthStatus>()?)
     }
 
     /// What the manager measured of this process: its call statistics, and a fresh reading
@@ -460,8 +464,10 @@ impl Managed {
             control,
             _dir: dir,
         });
-        // A reason the manager gave for ending an earlier incarnation is no reason for this one.
+        // A reason the manager gave for ending an earlier incarnation is no reason for this one,
+        // and its health checks say nothing of this one.
         lock(&self.recycle_reason).take();
+        self.last_health.store(0, Ordering::Relaxed);
         // Skipped when a stop has just begun: it takes this incarnation once the lock is free.
         self.publish_course(
             ProcessState::Running {},
@@ -594,6 +600,7 @@ impl Managed {
             .map(|t| t.elapsed())
             .unwrap_or_default();
         tracing::warn!(process = %self.name, id = %self.id, %reason, "process crashed");
+        self.note_health(pm_core::HealthState::Unhealthy);
         let crashed = self.publish_course(
             ProcessState::Crashed {
                 reason: reason.clone(),

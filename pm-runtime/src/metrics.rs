@@ -6,9 +6,18 @@ use std::time::Instant;
 /// CPU and memory readings of an OS process from `/proc`.
 #[derive(Debug, Default)]
 pub(crate) struct ResourceSampler {
-    /// The baseline of the CPU figure: when it was read, the ticks then, and the figure
-    /// reported from it.
-    last: Mutex<Option<(Instant, u64, f64)>>,
+    /// The baseline of the CPU figure: the OS process it is of (pid and start time, so a
+    /// restarted child starts a baseline of its own), when it was read, the ticks then, and
+    /// the figure reported from it.
+    last: Mutex<Option<Baseline>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Baseline {
+    process: (u32, u64),
+    at: Instant,
+    ticks: u64,
+    figure: f64,
 }
 
 /// The shortest window a CPU figure is computed over. Readers asking more often (a status
@@ -47,15 +56,17 @@ impl ResourceSampler {
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let now = Instant::now();
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let process = (pid, start_ticks);
         let cpu = match *last {
-            Some((at, _, figure)) if now.duration_since(at) < MIN_WINDOW => {
-                return Some((figure, memory));
+            Some(base) if base.process == process && now.duration_since(base.at) < MIN_WINDOW => {
+                return Some((base.figure, memory));
             }
-            Some((at, before, _)) => {
-                let elapsed = now.duration_since(at).as_secs_f64();
-                (ticks.saturating_sub(before) as f64 / hz) / elapsed * 100.0
+            Some(base) if base.process == process => {
+                let elapsed = now.duration_since(base.at).as_secs_f64();
+                (ticks.saturating_sub(base.ticks) as f64 / hz) / elapsed * 100.0
             }
-            None => {
+            // No baseline, or one of another process: the average since this one started.
+            _ => {
                 let uptime: f64 = std::fs::read_to_string("/proc/uptime")
                     .ok()
                     .and_then(|s| s.split_whitespace().next()?.parse().ok())
@@ -68,7 +79,12 @@ impl ResourceSampler {
                 }
             }
         };
-        *last = Some((now, ticks, cpu));
+        *last = Some(Baseline {
+            process,
+            at: now,
+            ticks,
+            figure: cpu,
+        });
         Some((cpu, memory))
     }
 }

@@ -46,23 +46,21 @@ impl PoolCore {
         }
     }
 
-    /// Every member's health check: healthy when all pass, degraded when some do, unhealthy
-    /// when none does. One check result per member, named by its id.
     /// The pool's status from its members' latest health checks, by the rule of
-    /// [`PoolCore::health`]: healthy when all are, unhealthy when none is, degraded between;
-    /// `None` while no member has been checked.
+    /// [`PoolCore::health`] over the members checked so far: healthy when all are, unhealthy
+    /// when none is, degraded between; `None` while no member has been checked.
     pub(crate) fn last_health(&self) -> Option<HealthState> {
-        let states: Vec<Option<HealthState>> = self
+        let states: Vec<HealthState> = self
             .members()
             .iter()
-            .map(|m| m.managed.last_health())
+            .filter_map(|m| m.managed.last_health())
             .collect();
-        if states.iter().all(Option::is_none) {
+        if states.is_empty() {
             return None;
         }
         let healthy = states
             .iter()
-            .filter(|s| **s == Some(HealthState::Healthy))
+            .filter(|s| **s == HealthState::Healthy)
             .count();
         Some(if healthy == states.len() {
             HealthState::Healthy
@@ -73,6 +71,8 @@ impl PoolCore {
         })
     }
 
+    /// Every member's health check: healthy when all pass, degraded when some do, unhealthy
+    /// when none does. One check result per member, named by its id.
     pub(crate) async fn health(&self, timeout: Duration) -> Result<HealthStatus, Error> {
         let members = self.members();
         let checks = members.iter().map(|m| m.managed.health(timeout));

@@ -237,19 +237,19 @@ async fn forward_lines<R: AsyncRead + Unpin>(
 fn forward_event(level: tracing::Level, process: &str, pid: u32, event: &str) {
     match level {
         tracing::Level::ERROR => {
-            tracing::error!(target: "pm::child", process = %process, pid, "{event}")
+            tracing::error!(target: "pm::child", process = %process, pid, stream = "stderr", "{event}")
         }
         tracing::Level::WARN => {
-            tracing::warn!(target: "pm::child", process = %process, pid, "{event}")
+            tracing::warn!(target: "pm::child", process = %process, pid, stream = "stderr", "{event}")
         }
         tracing::Level::INFO => {
-            tracing::info!(target: "pm::child", process = %process, pid, "{event}")
+            tracing::info!(target: "pm::child", process = %process, pid, stream = "stderr", "{event}")
         }
         tracing::Level::DEBUG => {
-            tracing::debug!(target: "pm::child", process = %process, pid, "{event}")
+            tracing::debug!(target: "pm::child", process = %process, pid, stream = "stderr", "{event}")
         }
         tracing::Level::TRACE => {
-            tracing::trace!(target: "pm::child", process = %process, pid, "{event}")
+            tracing::trace!(target: "pm::child", process = %process, pid, stream = "stderr", "{event}")
         }
     }
 }

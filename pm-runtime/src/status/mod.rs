@@ -8,11 +8,14 @@
 //!   seconds and shows processes and pools: state, health, restarts, calls/s, p99, cpu and
 //!   memory.
 //!
-//! It binds loopback unless told otherwise. A token, when set, must come with every request,
+//! A connection whose peer stops reading for 10 s is closed, as is one that sends no request
+//! head for 10 s. It binds loopback unless told otherwise. A token, when set, must come with every request,
 //! as `Authorization: Bearer <token>` or as `?token=<token>` (the page passes its own on);
 //! bound anywhere but loopback it always has one: one is generated when none is given.
 
+mod query;
 mod snapshot;
+mod write_deadline;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,6 +36,7 @@ use crate::manager::WeakManager;
 use crate::token::Token;
 use crate::ProcessManager;
 use snapshot::Snapshot;
+use write_deadline::WriteDeadline;
 
 /// The page `GET /` serves.
 const PAGE: &str = include_str!("page.html");
@@ -94,7 +98,7 @@ impl StatusServer {
     /// browser.
     pub fn url(&self) -> String {
         match self.token() {
-            Some(token) => format!("http://{}/?token={token}", self.address),
+            Some(token) => format!("http://{}/?token={}", self.address, query::encode(token)),
             None => format!("http://{}/", self.address),
         }
     }
@@ -188,36 +192,42 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, share
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10))
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(WriteDeadline::new(stream)), service)
         .await;
     if let Err(err) = served {
         tracing::debug!(%err, %peer, "status connection ended with an error");
     }
 }
 
-/// The token a request presents: the bearer header, or the `token` query parameter.
-fn presented(req: &Request<Incoming>) -> Option<&str> {
+/// The token a request presents: the bearer header (the scheme matched in any case), or the
+/// `token` query parameter (percent-decoded).
+fn presented(req: &Request<Incoming>) -> Option<String> {
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(|value| value.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
     bearer.or_else(|| {
         req.uri()
             .query()?
             .split('&')
             .find_map(|pair| pair.strip_prefix("token="))
+            .map(query::decode)
     })
 }
 
 fn respond(req: &Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Response<Full<Bytes>> {
     if let Some(token) = &shared.token {
-        if !presented(req).is_some_and(|given| token.matches(given)) {
+        if !presented(req).is_some_and(|given| token.matches(&given)) {
             tracing::warn!(%peer, path = req.uri().path(), "status request without a valid token refused");
             let mut response = text(StatusCode::UNAUTHORIZED, "a valid token is required\n");
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            let headers = response.headers_mut();
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            // A client without the token gets one answer per connection, so it cannot hold a
+            // connection open by piling up requests it never reads the answers to.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             return response;
         }
     }
