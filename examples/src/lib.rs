@@ -81,6 +81,12 @@ impl Calculator {
         data.len()
     }
 
+    /// Sends `data` back as it came (MessagePack `bin` both ways, for payload benchmarks).
+    #[public]
+    pub async fn echo_bytes(&self, data: bytes::Bytes) -> bytes::Bytes {
+        data
+    }
+
     /// How many `add` and `div` calls this instance served.
     #[public]
     pub async fn calls(&self) -> u64 {
