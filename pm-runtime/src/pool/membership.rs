@@ -73,8 +73,13 @@ impl PoolCore {
                         return None; // a resize is removing it
                     }
                     let still_member = state.members.iter().any(|m| Arc::ptr_eq(m, old));
-                    if !still_member && state.healing.contains(&old.slot) {
-                        return None; // it failed meanwhile and its replacement is coming
+                    if !still_member
+                        && (state.healing.contains(&old.slot)
+                            || state.members.iter().any(|m| m.slot == old.slot))
+                    {
+                        // It failed meanwhile, and its replacement is coming or has already
+                        // taken the slot.
+                        return None;
                     }
                     // Out of rotation first, so the new member is the slot's only one once in.
                     // When it failed meanwhile and will not be replaced, its place is open.
