@@ -257,6 +257,7 @@ pub fn run_process_main<P: Process>() -> ExitCode {
         }
     }
     crate::logging::init_child_logging();
+    keep_large_buffers();
     let bootstrap = match take_bootstrap().and_then(|b| check_socket(b.fd).map(|()| b)) {
         Ok(bootstrap) => bootstrap,
         Err(err) => {
@@ -341,7 +342,24 @@ pub fn run_process_main<P: Process>() -> ExitCode {
     }
 }
 
+/// Lets the allocator of a process binary keep and reuse the large buffers that big messages
+/// need. By default glibc serves every block over 128 KiB with a fresh `mmap` and returns it
+/// on free, so each large call paid for mapping and faulting in its memory again (a fifth of
+/// the child's time on a 1 MiB echo). Blocks up to 32 MiB now come from the heap, and up to
+/// 64 MiB of free heap is kept. An idle child's memory is unchanged; after a large message it
+/// keeps that much for the next one.
+fn keep_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters; it is called before this
+    // process starts any thread of its own.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
 fn run_standalone<P: Process>(options: Result<HostOptions, Error>) -> ExitCode {
+    keep_large_buffers();
     let outcome = options.and_then(|options| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
