@@ -18,7 +18,6 @@ mod net;
 mod stream;
 
 pub use channel::channel_pair;
-pub use codec::FrameCodec;
 pub use connection::{Connection, FrameReceiver, FrameSender, TransportError};
 pub use http::{connect_http, serve_http, HttpApi, HttpError};
 pub use net::{connect, Address, Listener, SocketDir, StdListener};

@@ -119,8 +119,8 @@ impl RpcConnection {
     ) -> Result<Frame, Error> {
         // One deadline for the whole call: waiting for a free slot counts too. A deadline too
         // far away to represent is no deadline.
-        let started = tokio::time::Instant::now();
-        let due = deadline.and_then(|limit| started.checked_add(limit));
+        // The clock is read only for a call with a deadline.
+        let due = deadline.and_then(|limit| tokio::time::Instant::now().checked_add(limit));
         let timed_out = || Error::Timeout {
             method: method.to_owned(),
             after: deadline.unwrap_or_default(),
