@@ -328,10 +328,16 @@ fn idle_memory() {
         calc.add(1, 2).await.expect("add");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let memory = pm.get_metrics(calc.id()).await.expect("metrics").memory;
-        println!(
-            "idle child resident memory: {:.2} MiB",
-            memory as f64 / f64::from(1 << 20)
-        );
+        let mib = memory as f64 / f64::from(1 << 20);
+        println!("idle child resident memory: {mib:.2} MiB");
+        // Beside criterion's results (`<target>/criterion`), for `bench/table.py`.
+        let target = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()));
+        if let Some(dir) = target.map(|t| t.join("criterion")) {
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("idle-child-rss-mib.txt"), format!("{mib:.2}\n"));
+        }
         pm.shutdown().await.expect("shutdown");
     });
 }
