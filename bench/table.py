@@ -57,8 +57,15 @@ def verdict(ok):
 rows = []
 
 
+def floor_of(cases):
+    """The lowest of several measurements of the same floor."""
+    found = [v for v in (median_ns(c) for c in cases) if v is not None]
+    return min(found) if found else None
+
+
 def latency(label, ours, floor, peer=None, target="", check=None):
-    o, f = median_ns(ours), median_ns(floor)
+    o = median_ns(ours)
+    f = floor_of(floor) if isinstance(floor, tuple) else median_ns(floor)
     p = median_ns(peer) if peer else None
     r, rp = ratio(o, f), ratio(o, p)
     ok = None if check is None or r is None else check(o, f, p)
@@ -74,7 +81,11 @@ def throughput(label, ours, floor, peer, target, check):
                  (per_s(p) + f" (ours {fmt(ahead)})") if p else "–", target, verdict(ok)])
 
 
-latency("Child/Ipc sequential `add`", "sequential/child_ipc", "sequential/raw_socketpair",
+# Both are AF_UNIX stream ping-pongs with the same peer; criterion measures them one after the
+# other, and the first case of a run sometimes settles into a slower schedule, so the floor is
+# the lower of the two.
+latency("Child/Ipc sequential `add`", "sequential/child_ipc",
+        ("sequential/raw_socketpair", "sequential/raw_unix"),
         "sequential/tarpc_unix", "≤ 1.3× raw, ≤ 0.7× tarpc",
         lambda o, f, p: o <= 1.3 * f and p is not None and o <= 0.7 * p)
 latency("Child/Unix sequential `add`", "sequential/child_unix", "sequential/raw_unix")
