@@ -56,11 +56,24 @@ async fn write_frames(
             tracing::debug!(%err, transport = description, "write failed; closing connection");
             return;
         }
-        // Take whatever else is queued before paying for a flush.
-        while let Ok(frame) = queue.try_recv() {
-            if let Err(err) = out.write_all(frame.wire()).await {
-                tracing::debug!(%err, transport = description, "write failed; closing connection");
-                return;
+        // Take whatever else is queued before paying for a flush. When nothing else is, let
+        // the tasks that are ready run first: on a multi-thread runtime the task that queued
+        // this frame wakes the writer into the scheduler's next slot, so without this turn
+        // every reply of a burst would go out in a write of its own.
+        let mut yielded = false;
+        loop {
+            match queue.try_recv() {
+                Ok(frame) => {
+                    if let Err(err) = out.write_all(frame.wire()).await {
+                        tracing::debug!(%err, transport = description, "write failed; closing connection");
+                        return;
+                    }
+                }
+                Err(_) if !yielded => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
+                Err(_) => break,
             }
         }
         if let Err(err) = out.flush().await {
