@@ -8,6 +8,9 @@ use crate::codec::FrameReader;
 use crate::connection::{Connection, FrameReceiver, FrameSender};
 
 const WRITE_BUFFER: usize = 64 * 1024;
+/// Frames queued this soon after the previous write are taken for a burst (a round trip
+/// between processes takes longer than this).
+const BURST: std::time::Duration = std::time::Duration::from_micros(5);
 
 /// A connection over a byte stream's read and write halves, accepting frame bodies up to
 /// `max_frame` bytes.
@@ -51,16 +54,20 @@ async fn write_frames(
     description: &'static str,
 ) {
     let mut out = BufWriter::with_capacity(WRITE_BUFFER, io);
+    // When the previous write ended: a frame queued within `BURST` of it is part of a burst.
+    let mut last_write = std::time::Instant::now();
     while let Some(frame) = queue.recv().await {
         if let Err(err) = out.write_all(frame.wire()).await {
             tracing::debug!(%err, transport = description, "write failed; closing connection");
             return;
         }
-        // Take whatever else is queued before paying for a flush. When nothing else is, let
-        // the tasks that are ready run first: on a multi-thread runtime the task that queued
-        // this frame wakes the writer into the scheduler's next slot, so without this turn
-        // every reply of a burst would go out in a write of its own.
-        let mut yielded = false;
+        // Take whatever else is queued before paying for a flush. In a burst, when nothing
+        // else is queued yet, let the tasks that are ready run first: on a multi-thread
+        // runtime the task that queued this frame wakes the writer into the scheduler's next
+        // slot, so without this turn every reply of a burst would go out in a write of its
+        // own. A frame that follows the previous write by more than `BURST` (one call at a
+        // time: a whole round trip apart) is written at once, without the extra turn.
+        let mut yielded = last_write.elapsed() > BURST;
         loop {
             match queue.try_recv() {
                 Ok(frame) => {
@@ -80,6 +87,7 @@ async fn write_frames(
             tracing::debug!(%err, transport = description, "flush failed; closing connection");
             return;
         }
+        last_write = std::time::Instant::now();
     }
     let _ = out.shutdown().await;
 }
