@@ -157,14 +157,15 @@ where
     F: Fn(u64) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let per = total.div_ceil(width);
+    // Exactly `total` calls: the first `total % width` workers make one more.
     let start = Instant::now();
     let workers: Vec<_> = (0..width)
         .map(|w| {
             let call = &call;
+            let calls = total / width + u64::from(w < total % width);
             async move {
-                for i in 0..per {
-                    call(w * per + i).await;
+                for i in 0..calls {
+                    call(w + i * width).await;
                 }
             }
         })

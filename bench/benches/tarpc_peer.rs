@@ -74,6 +74,8 @@ impl Peer {
             .stdin(Stdio::null())
             .spawn()
             .expect("the tarpc server starts");
+        // Ends the child and the directory if connecting fails.
+        let mut guard = ChildGuard(Some((child, dir)));
         let client = rt.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(10);
             let conn = loop {
@@ -87,6 +89,7 @@ impl Peer {
             let transport = tarpc::serde_transport::new(framed, Bincode::default());
             CalcClient::new(tarpc::client::Config::default(), transport).spawn()
         });
+        let (child, dir) = guard.0.take().expect("still held");
         Self { child, dir, client }
     }
 
@@ -106,11 +109,12 @@ impl Peer {
 
     /// `iters` calls, `width` in flight at once.
     pub(crate) async fn in_flight(&self, iters: u64, width: u64) -> Duration {
-        let per = iters.div_ceil(width);
+        // Exactly `iters` calls: the first `iters % width` workers make one more.
         let start = Instant::now();
         let workers: Vec<_> = (0..width)
-            .map(|_| async move {
-                for i in 0..per as i64 {
+            .map(|w| async move {
+                let calls = iters / width + u64::from(w < iters % width);
+                for i in 0..calls as i64 {
                     let sum = self
                         .client
                         .add(tarpc::context::current(), i, 1)
@@ -122,6 +126,19 @@ impl Peer {
             .collect();
         futures_util::future::join_all(workers).await;
         start.elapsed()
+    }
+}
+
+/// Kills the server child and removes its directory unless taken.
+struct ChildGuard(Option<(Child, PathBuf)>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some((mut child, dir)) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

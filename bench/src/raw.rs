@@ -73,14 +73,24 @@ impl RawPeer {
                 ));
                 std::fs::create_dir_all(&dir)?;
                 let path = dir.join("echo.sock");
-                let listener = tokio::net::UnixListener::bind(&path)?;
-                let child = command.arg(format!("unix:{}", path.display())).spawn()?;
-                let (stream, _) = listener.accept().await?;
-                Ok(Self {
-                    child,
-                    stream: Some(Box::new(stream)),
-                    dir: Some(dir),
-                })
+                let connected = async {
+                    let listener = tokio::net::UnixListener::bind(&path)?;
+                    let child = command.arg(format!("unix:{}", path.display())).spawn()?;
+                    let mut peer = Self {
+                        child,
+                        stream: None,
+                        dir: Some(dir.clone()),
+                    };
+                    // From here on the peer's Drop ends the child and removes the directory.
+                    let (stream, _) = listener.accept().await?;
+                    peer.stream = Some(Box::new(stream));
+                    Ok(peer)
+                };
+                let peer = connected.await;
+                if peer.is_err() {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                peer
             }
             Socket::Tcp => {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -144,8 +154,9 @@ pub async fn ping<S: Stream + ?Sized>(
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>>;
 
-/// A raw tokio multiplexer: a task per call, a pending map keyed by id, a oneshot per call,
-/// one writer task and one reader task. Messages are `[len u32][id u64][payload]`.
+/// A raw tokio multiplexer: a pending map keyed by id, a oneshot per call, one writer task
+/// (which batches whatever is queued into one write) and one reader task; the calls
+/// themselves are futures of the caller's. Messages are `[len u32][id u64][payload]`.
 pub struct RawMux {
     writer: mpsc::UnboundedSender<Vec<u8>>,
     pending: Pending,
