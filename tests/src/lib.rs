@@ -1,5 +1,8 @@
 //! Shared helpers of the end-to-end tests.
 
+pub mod capture;
+pub mod http;
+
 use std::time::{Duration, Instant};
 
 /// Whether an OS process with this pid exists (zombies included).

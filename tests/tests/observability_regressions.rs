@@ -4,15 +4,14 @@
 //! Tests named in the review report as failing reproduce a bug; the others guard subtle
 //! behaviour that was checked and found right.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pm_runtime::prelude::*;
 use pm_runtime::trace::{self, TraceContext};
 use pm_runtime::wire::{self, FrameBuilder, FrameKind};
 use pm_runtime::Error;
+use pm_tests::capture::captured;
 use pm_tests::{Lifecycle, PoolWorker, Tracer};
 
 const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
@@ -214,49 +213,6 @@ async fn a_keyed_pool_client_carries_the_callers_context() {
 // ---------------------------------------------------------------------------------------
 // 2. Child logging
 // ---------------------------------------------------------------------------------------
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut out) = self.0.lock() {
-            out.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        self.0
-            .lock()
-            .map(|out| String::from_utf8_lossy(&out).into_owned())
-            .unwrap_or_default()
-    }
-}
-
-/// The one subscriber of this test binary, capturing everything at INFO and above.
-fn captured() -> Captured {
-    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    CAPTURED
-        .get_or_init(|| {
-            let captured = Captured::default();
-            let writer = captured.clone();
-            tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_max_level(tracing::Level::INFO)
-                .with_writer(move || writer.clone())
-                .init();
-            captured
-        })
-        .clone()
-}
 
 /// A process served by this very test binary (see [`child_main_for_review`]): it logs what
 /// it is told to.

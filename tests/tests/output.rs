@@ -1,58 +1,14 @@
 //! A child's stdout and stderr reach the manager's `tracing`, line by line, with the process
 //! name and pid, and nothing is lost when the child dies right after writing.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pm_runtime::prelude::*;
+use pm_tests::capture::captured;
 use pm_tests::{Lifecycle, Tracer};
 
 const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
 const TRACER: &str = env!("CARGO_BIN_EXE_test-tracer");
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut out) = self.0.lock() {
-            out.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        self.0
-            .lock()
-            .map(|out| String::from_utf8_lossy(&out).into_owned())
-            .unwrap_or_default()
-    }
-}
-
-/// The one subscriber of this test binary, capturing everything at INFO and above.
-fn captured() -> Captured {
-    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    CAPTURED
-        .get_or_init(|| {
-            let captured = Captured::default();
-            let writer = captured.clone();
-            tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_max_level(tracing::Level::INFO)
-                .with_writer(move || writer.clone())
-                .init();
-            captured
-        })
-        .clone()
-}
 
 #[tokio::test]
 async fn every_line_a_child_writes_before_crashing_reaches_tracing_with_name_and_pid() {

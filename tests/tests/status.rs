@@ -1,60 +1,14 @@
 //! The status endpoint: `/metrics`, `/status` and the page, served on loopback, guarded by a
 //! token when it has one, and rendered by a real browser.
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use pm_runtime::prelude::*;
 use pm_runtime::{Error, StatusOptions, StatusServer};
+use pm_tests::http::{request, Reply};
 use pm_tests::PoolWorker;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_test-pool-worker");
-
-/// What a GET brought back.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-/// One HTTP/1.1 request on a fresh connection, read to the close.
-async fn request(address: SocketAddr, method: &str, target: &str, token: Option<&str>) -> Reply {
-    let method = method.to_owned();
-    let target = target.to_owned();
-    let token = token.map(str::to_owned);
-    tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(address).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        write!(
-            stream,
-            "{method} {target} HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n"
-        )
-        .expect("send");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).expect("read");
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        Reply {
-            status,
-            head: head.to_owned(),
-            body: body.to_owned(),
-        }
-    })
-    .await
-    .expect("the request ran")
-}
 
 async fn get(server: &StatusServer, target: &str) -> Reply {
     request(server.local_addr(), "GET", target, server.token()).await

@@ -10,46 +10,11 @@ use std::time::{Duration, Instant};
 
 use pm_runtime::prelude::*;
 use pm_runtime::{StatusOptions, StatusServer};
+use pm_tests::http::{exchange, Reply};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-/// What an HTTP request brought back.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-/// Sends `raw` on a fresh connection and reads the answer to the close (or `read_timeout`).
-async fn exchange(address: SocketAddr, raw: String, read_timeout: Duration) -> Reply {
-    tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(address).expect("connect");
-        stream
-            .set_read_timeout(Some(read_timeout))
-            .expect("timeout");
-        stream.write_all(raw.as_bytes()).expect("send");
-        let mut bytes = Vec::new();
-        // A timeout leaves what was read so far (nothing: status 0).
-        let _ = stream.read_to_end(&mut bytes);
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        Reply {
-            status,
-            head: head.to_owned(),
-            body: body.to_owned(),
-        }
-    })
-    .await
-    .expect("the request ran")
-}
 
 /// `GET target` with `Connection: close` and extra header lines.
 async fn get_with(address: SocketAddr, target: &str, headers: &str) -> Reply {
