@@ -550,3 +550,24 @@ pub async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A pool of `size` members of `P` started from `binary`, with every other option at its
+/// default.
+///
+/// # Panics
+/// When the pool does not start.
+pub async fn pool_of<P: pm_runtime::Process>(
+    pm: &ProcessManager,
+    binary: &str,
+    size: usize,
+) -> pm_runtime::Pool<P> {
+    pm.pool::<P>(
+        binary,
+        PoolOptions {
+            size,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the pool starts")
+}

@@ -126,16 +126,7 @@ async fn the_managers_health_sums_every_process_and_pool() {
         )
         .await
         .expect("spawn");
-    let pool = pm
-        .pool::<PoolWorker>(
-            WORKER,
-            PoolOptions {
-                size: 2,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("pool");
+    let pool = pm_tests::pool_of::<PoolWorker>(&pm, WORKER, 2).await;
     let health = pm.health().await.expect("health");
     assert_eq!(health.status, HealthState::Healthy, "{health:?}");
     assert_eq!(
@@ -169,16 +160,7 @@ async fn the_prometheus_text_parses_and_its_counters_equal_the_calls_made() {
         .spawn::<PoolWorker>(WORKER, SpawnOptions::default())
         .await
         .expect("spawn");
-    let pool = pm
-        .pool::<PoolWorker>(
-            WORKER,
-            PoolOptions {
-                size: 2,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("pool");
+    let pool = pm_tests::pool_of::<PoolWorker>(&pm, WORKER, 2).await;
     for _ in 0..5 {
         worker.who().await.expect("call");
     }
@@ -347,16 +329,7 @@ async fn an_unhealthy_optional_part_degrades_the_whole_and_the_exposition_shows_
 #[tokio::test]
 async fn a_pools_health_in_the_exposition_follows_its_members_checks() {
     let pm = manager(true);
-    let pool = pm
-        .pool::<PoolWorker>(
-            WORKER,
-            PoolOptions {
-                size: 2,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("pool");
+    let pool = pm_tests::pool_of::<PoolWorker>(&pm, WORKER, 2).await;
     let id = pool.id().to_string();
     assert_eq!(
         health_label(&pm, "titan_pm_pool_health", "pool", &id).as_deref(),

@@ -189,16 +189,7 @@ async fn a_traced_call_keeps_its_deadline_and_its_context_stays_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_pool_client_carries_the_callers_context() {
     let pm = tracing_manager(Isolation::Worker);
-    let pool = pm
-        .pool::<Tracer>(
-            TRACER,
-            PoolOptions {
-                size: 2,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("pool");
+    let pool = pm_tests::pool_of::<Tracer>(&pm, TRACER, 2).await;
     let keyed = Pool::with_key(&pool, "some key");
     let caller = TraceContext::new_root();
     let seen = trace::scope(caller, keyed.seen())
@@ -411,16 +402,7 @@ async fn a_pool_member_not_checked_yet_does_not_make_the_pool_degraded() {
         monitoring: no_health_polling(),
         ..Default::default()
     });
-    let pool = pm
-        .pool::<PoolWorker>(
-            WORKER,
-            PoolOptions {
-                size: 2,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("pool");
+    let pool = pm_tests::pool_of::<PoolWorker>(&pm, WORKER, 2).await;
     let members = Pool::members(&pool);
     assert_eq!(members.len(), 2);
     let checked = pm.get_health(members[0]).await.expect("health");

@@ -22,16 +22,7 @@ async fn a_member_killed_during_a_reload_is_announced_as_removed_once() {
         grace_period: Duration::from_millis(500),
         ..Default::default()
     });
-    let pool = pm
-        .pool::<PoolWorker>(
-            WORKER,
-            PoolOptions {
-                size: 3,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("pool");
+    let pool = pm_tests::pool_of::<PoolWorker>(&pm, WORKER, 3).await;
     let before = Pool::members(&pool);
     let mut events = pm.subscribe();
     let reload = {

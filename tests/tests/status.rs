@@ -28,16 +28,7 @@ async fn the_endpoint_serves_prometheus_text_and_a_json_status_of_every_process_
         .spawn::<PoolWorker>(WORKER, SpawnOptions::default().name("solo"))
         .await
         .expect("spawn");
-    let pool = pm
-        .pool::<PoolWorker>(
-            WORKER,
-            PoolOptions {
-                size: 2,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("pool");
+    let pool = pm_tests::pool_of::<PoolWorker>(&pm, WORKER, 2).await;
     for _ in 0..3 {
         worker.who().await.expect("call");
         pool.who().await.expect("call");

@@ -116,16 +116,7 @@ async fn with_tracing_off_a_call_carries_no_trace_context_even_inside_a_scope() 
 #[tokio::test]
 async fn a_pool_carries_the_callers_trace_context_to_whichever_member_serves_the_call() {
     let pm = manager(Isolation::Child, TransportKind::Ipc, true);
-    let pool = pm
-        .pool::<Tracer>(
-            TRACER,
-            PoolOptions {
-                size: 2,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("pool");
+    let pool = pm_tests::pool_of::<Tracer>(&pm, TRACER, 2).await;
     let caller = TraceContext::new_root();
     for _ in 0..4 {
         let seen = trace::scope(caller, pool.seen()).await.expect("call");
