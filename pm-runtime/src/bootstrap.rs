@@ -10,8 +10,11 @@ use crate::token::Token;
 
 /// The environment variable carrying the bootstrap.
 pub(crate) const BOOTSTRAP_ENV: &str = "TITAN_PM_BOOTSTRAP";
-/// The descriptor number the child's end of the socketpair is placed on.
-pub(crate) const CHILD_FD: i32 = 3;
+/// The descriptor the child's socket arrives on: its standard input. Passing it there needs no
+/// code between fork and exec, so the spawn can use `posix_spawn` (a vfork that copies none of
+/// the manager's page tables) instead of a fork. The child moves it off descriptor 0 at once
+/// and puts `/dev/null` in its place.
+pub(crate) const CHILD_FD: i32 = 0;
 
 /// What the inherited descriptor is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,19 +49,26 @@ pub(crate) struct Bootstrap {
     pub(crate) token: Token,
     pub(crate) max_frame: usize,
     pub(crate) max_in_flight: usize,
+    /// The manager's process id: the child asks to be killed when its parent dies, and exits
+    /// at once if its parent is already another process (the manager died during the spawn).
+    pub(crate) parent: Option<u32>,
 }
 
 impl Bootstrap {
-    /// Encodes for the environment: `v1;fd=3;token=..;max_frame=..;max_in_flight=..`.
+    /// Encodes for the environment: `v1;fd=0;token=..;max_frame=..;max_in_flight=..;parent=..`.
     pub(crate) fn encode(&self) -> String {
-        format!(
+        let mut text = format!(
             "v1;fd={};socket={};token={};max_frame={};max_in_flight={}",
             self.fd,
             self.socket.as_str(),
             self.token.as_str(),
             self.max_frame,
             self.max_in_flight
-        )
+        );
+        if let Some(parent) = self.parent {
+            text.push_str(&format!(";parent={parent}"));
+        }
+        text
     }
 
     /// Parses what [`Bootstrap::encode`] wrote.
@@ -71,6 +81,7 @@ impl Bootstrap {
             )));
         }
         let (mut fd, mut token, mut max_frame, mut max_in_flight) = (None, None, None, None);
+        let mut parent = None;
         let mut socket = SocketRole::Connected;
         for part in parts {
             let (key, value) = part
@@ -104,6 +115,12 @@ impl Bootstrap {
                 "token" => token = Some(Token::from_string(value.to_owned())),
                 "max_frame" => max_frame = Some(number()?),
                 "max_in_flight" => max_in_flight = Some(number()?),
+                "parent" => {
+                    parent = Some(
+                        u32::try_from(number()?)
+                            .map_err(|_| BootstrapError("bootstrap parent out of range".into()))?,
+                    )
+                }
                 _ => {}
             }
         }
@@ -116,6 +133,7 @@ impl Bootstrap {
             max_in_flight: max_in_flight
                 .ok_or_else(|| missing("max_in_flight"))?
                 .max(1),
+            parent,
         })
     }
 }
@@ -142,8 +160,14 @@ mod tests {
             token: Token::from_string("00ff".into()),
             max_frame: 1024,
             max_in_flight: 8,
+            parent: Some(42),
         };
-        assert_eq!(Bootstrap::parse(&bootstrap.encode()), Ok(bootstrap));
+        assert_eq!(Bootstrap::parse(&bootstrap.encode()), Ok(bootstrap.clone()));
+        let orphan = Bootstrap {
+            parent: None,
+            ..bootstrap
+        };
+        assert_eq!(Bootstrap::parse(&orphan.encode()), Ok(orphan));
     }
 
     #[test]

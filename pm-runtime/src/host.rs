@@ -213,6 +213,61 @@ fn take_bootstrap() -> Result<Bootstrap, BootstrapError> {
     Bootstrap::parse(&text)
 }
 
+/// Asks the kernel to kill this process when the manager's process dies, then checks that
+/// the manager is still the parent: had it died between the spawn and here, the signal would
+/// never come, and the process would run on as an orphan.
+fn arm_parent_death(parent: Option<u32>) -> Result<(), BootstrapError> {
+    let Some(parent) = parent else {
+        return Ok(());
+    };
+    // SAFETY: prctl(PR_SET_PDEATHSIG) reads and writes no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } < 0 {
+        return Err(BootstrapError(format!(
+            "cannot ask to be stopped with the manager: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: getppid has no preconditions.
+    let now = unsafe { libc::getppid() };
+    if u32::try_from(now).ok() != Some(parent) {
+        return Err(BootstrapError(format!(
+            "the manager (pid {parent}) exited while this process was starting"
+        )));
+    }
+    Ok(())
+}
+
+/// Moves the manager's socket off standard input, where the spawn placed it, onto a
+/// close-on-exec descriptor of its own, and gives standard input `/dev/null` as a process
+/// started by the manager had before: code reading stdin must never read the RPC stream.
+/// Returns the descriptor the socket is on now; one not on 0 stays where it is.
+fn take_socket_off_stdin(fd: i32) -> Result<i32, BootstrapError> {
+    if fd != 0 {
+        return Ok(fd);
+    }
+    // SAFETY: fcntl duplicates descriptor 0 (checked by the caller to be a socket) and touches
+    // no memory of ours.
+    let moved = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
+    if moved < 0 {
+        return Err(BootstrapError(format!(
+            "cannot move the manager's socket off standard input: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let null = std::fs::File::open("/dev/null").map_err(|err| {
+        BootstrapError(format!("cannot open /dev/null for standard input: {err}"))
+    })?;
+    // SAFETY: dup2 onto descriptor 0, which no Rust object of ours owns: the socket's copy
+    // moved above, and `null` is closed when it drops.
+    if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0) } < 0 {
+        return Err(BootstrapError(format!(
+            "cannot give standard input /dev/null: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(moved)
+}
+
 /// Checks that `fd` is an open socket before taking ownership of it, and marks it
 /// close-on-exec.
 fn check_socket(fd: i32) -> Result<(), BootstrapError> {
@@ -258,7 +313,13 @@ pub fn run_process_main<P: Process>() -> ExitCode {
     }
     crate::logging::init_child_logging();
     keep_large_buffers();
-    let bootstrap = match take_bootstrap().and_then(|b| check_socket(b.fd).map(|()| b)) {
+    let ready = take_bootstrap().and_then(|mut bootstrap| {
+        arm_parent_death(bootstrap.parent)?;
+        check_socket(bootstrap.fd)?;
+        bootstrap.fd = take_socket_off_stdin(bootstrap.fd)?;
+        Ok(bootstrap)
+    });
+    let bootstrap = match ready {
         Ok(bootstrap) => bootstrap,
         Err(err) => {
             let _ = writeln!(std::io::stderr(), "{}: {err}", P::NAME);

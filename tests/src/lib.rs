@@ -337,6 +337,21 @@ impl Lifecycle {
         }
     }
 
+    /// What this process's standard input is (the target of `/proc/self/fd/0`), and how many
+    /// bytes reading it to the end gave.
+    #[public]
+    pub async fn stdin(&self) -> (String, u64) {
+        let target = std::fs::read_link("/proc/self/fd/0")
+            .map(|path| path.display().to_string())
+            .unwrap_or_else(|err| format!("unreadable: {err}"));
+        let read = tokio::task::spawn_blocking(|| {
+            std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink()).unwrap_or(u64::MAX)
+        })
+        .await
+        .unwrap_or(u64::MAX);
+        (target, read)
+    }
+
     /// Allocates and touches `mib` MiB, and keeps it.
     #[public]
     pub async fn allocate(&self, mib: u64) -> u64 {

@@ -307,6 +307,21 @@ async fn stop_leaves_no_descendant_behind() {
 }
 
 #[tokio::test]
+async fn a_child_reads_an_empty_stdin_and_never_the_managers_socket() {
+    let pm = child_manager(RestartPolicy::default());
+    let child = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
+        .await
+        .expect("spawns");
+    // The socket reaches the child as its stdin; the child moves it away before serving.
+    let (target, read) = child.stdin().await.expect("stdin call");
+    assert_eq!(target, "/dev/null");
+    assert_eq!(read, 0, "stdin reads as empty");
+    assert!(child.pid().await.expect("calls still flow") > 0);
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
 async fn kill_9_of_the_manager_leaves_no_child_alive_within_two_seconds() {
     let mut manager = tokio::process::Command::new(MANAGER)
         .arg(LIFECYCLE)
@@ -911,4 +926,28 @@ async fn callers_asking_for_health_all_the_time_never_make_a_healthy_process_fai
         );
     }
     pm.shutdown().await.expect("shutdown");
+}
+
+#[test]
+fn a_child_whose_manager_is_already_gone_exits_instead_of_running_as_an_orphan() {
+    // A bootstrap naming a parent other than the real one is what a child sees when its
+    // manager died between the spawn and the child's start: the parent-death signal would
+    // never come, so the child must not serve.
+    let (_ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let output = std::process::Command::new(LIFECYCLE)
+        .env(
+            "TITAN_PM_BOOTSTRAP",
+            "v1;fd=0;socket=connected;token=00ff;max_frame=1024;max_in_flight=4;parent=1",
+        )
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            theirs,
+        )))
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the manager (pid 1) exited while this process was starting"),
+        "{stderr}"
+    );
 }

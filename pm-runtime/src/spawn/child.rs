@@ -1,12 +1,17 @@
 //! `Isolation::Child`: the process is the binary, run as a child OS process.
 //!
-//! The child gets one end of a socketpair on descriptor 3 and the bootstrap in its
-//! environment. It leads its own process group (so stopping it reaches its descendants), and
-//! it is killed by the kernel when the manager's process dies (parent-death signal, armed from
-//! a thread that lives as long as the process: see `forker`); it also exits by itself when the
-//! connection reaches end-of-stream.
+//! The child gets one end of a socketpair (or the listener the manager bound for it) as its
+//! standard input, and the bootstrap in its environment. It leads its own process group (so
+//! stopping it reaches its descendants), and it is killed by the kernel when the manager's
+//! process dies: the child arms the parent-death signal itself, first thing (see
+//! `host::arm_parent_death`), and the thread it is tied to lives as long as the process (see
+//! `forker`). It also exits by itself when the connection reaches end-of-stream.
+//!
+//! Nothing runs between fork and exec, so the standard library spawns with `posix_spawn`, a
+//! vfork: the manager's page tables are not copied, and a manager with a large heap spawns
+//! as fast as a small one.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 
@@ -46,7 +51,7 @@ fn spawn_error(spec: &LaunchSpec, reason: String) -> Error {
     }
 }
 
-/// What the child inherits on descriptor 3, and what the parent keeps.
+/// What the child inherits as its standard input, and what the parent keeps.
 enum Inherit {
     /// A socketpair: the parent keeps its end.
     Pair {
@@ -58,16 +63,6 @@ enum Inherit {
 }
 
 impl Inherit {
-    fn fd(&self) -> i32 {
-        match self {
-            Inherit::Pair { child, .. } => child.as_raw_fd(),
-            Inherit::Listener(bound) => match &bound.listener {
-                pm_transport::StdListener::Unix(l) => l.as_raw_fd(),
-                pm_transport::StdListener::Tcp(l) => l.as_raw_fd(),
-            },
-        }
-    }
-
     fn role(&self) -> SocketRole {
         match self {
             Inherit::Pair { .. } => SocketRole::Connected,
@@ -78,6 +73,28 @@ impl Inherit {
             },
         }
     }
+
+    /// Splits into the descriptor the child gets and what the parent goes on with.
+    fn split(self) -> (OwnedFd, Kept) {
+        match self {
+            Inherit::Pair { parent, child } => (OwnedFd::from(child), Kept::Pair(parent)),
+            Inherit::Listener(bound) => {
+                let fd = match bound.listener {
+                    pm_transport::StdListener::Unix(l) => OwnedFd::from(l),
+                    pm_transport::StdListener::Tcp(l) => OwnedFd::from(l),
+                };
+                (fd, Kept::Listening(bound.address, bound.dir))
+            }
+        }
+    }
+}
+
+/// The parent's side once the child's descriptor is handed over.
+enum Kept {
+    /// The parent's end of the socketpair.
+    Pair(std::os::unix::net::UnixStream),
+    /// The address the child listens on; the listener's directory, if the parent made one.
+    Listening(pm_transport::Address, Option<pm_transport::SocketDir>),
 }
 
 pub(crate) fn launch(spec: &LaunchSpec, bound: Option<Bound>) -> Result<Launched, Error> {
@@ -103,40 +120,17 @@ pub(crate) fn launch(spec: &LaunchSpec, bound: Option<Bound>) -> Result<Launched
         token: spec.token.clone(),
         max_frame: spec.limits.max_frame_size,
         max_in_flight: spec.limits.max_in_flight,
+        parent: Some(std::process::id()),
     };
-    let child_fd = inherit.fd();
+    let (child_socket, kept) = inherit.split();
     let mut command = tokio::process::Command::new(binary);
     command
         .env(BOOTSTRAP_ENV, bootstrap.encode())
-        .stdin(Stdio::null())
+        .stdin(Stdio::from(child_socket))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
-    // SAFETY: the closure runs in the forked child before exec and calls only
-    // async-signal-safe functions (dup2, fcntl, prctl, getppid), allocating nothing.
-    unsafe {
-        let parent = libc::getpid();
-        command.pre_exec(move || {
-            if child_fd == CHILD_FD {
-                let flags = libc::fcntl(CHILD_FD, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(CHILD_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(child_fd, CHILD_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died between fork and prctl.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::other("manager exited during spawn"));
-            }
-            Ok(())
-        });
-    }
     let mut child = super::forker::spawn(command).map_err(|err| {
         let reason = match err.kind() {
             std::io::ErrorKind::NotFound => {
@@ -176,8 +170,10 @@ pub(crate) fn launch(spec: &LaunchSpec, bound: Option<Bound>) -> Result<Launched
         exit_tx.send_replace(Some(exit));
     });
 
-    let (reach, dir) = match inherit {
-        Inherit::Pair { parent, child: _ } => {
+    // The command, and with it the parent's copy of the child's descriptor, is gone: the
+    // child holds the only other end.
+    let (reach, dir) = match kept {
+        Kept::Pair(parent) => {
             let stream = parent
                 .set_nonblocking(true)
                 .and_then(|()| tokio::net::UnixStream::from_std(parent))
@@ -186,8 +182,7 @@ pub(crate) fn launch(spec: &LaunchSpec, bound: Option<Bound>) -> Result<Launched
                 pm_transport::from_unix_stream(stream, spec.limits.max_frame_size, "socketpair");
             (Reach::Connected(conn), None)
         }
-        // The child has its copy of the listener; ours closes here.
-        Inherit::Listener(bound) => (Reach::Listening(bound.address), bound.dir),
+        Kept::Listening(address, dir) => (Reach::Listening(address), dir),
     };
     Ok(Launched {
         reach,
