@@ -69,7 +69,7 @@ mod process;
 mod rpc;
 mod spawn;
 mod status;
-mod supervisor;
+mod restart_policy;
 mod token;
 pub mod trace;
 

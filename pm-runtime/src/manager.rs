@@ -216,7 +216,7 @@ impl ProcessManager {
         pool: Option<ProcessId>,
     ) -> Result<Arc<Managed>, Error> {
         let config = &self.inner.config;
-        crate::supervisor::validate(&config.restart_policy)?;
+        crate::restart_policy::validate(&config.restart_policy)?;
         let name = options.name.unwrap_or_else(|| P::NAME.to_owned());
         let transport = options.transport.unwrap_or(config.transport);
         config.limits.check()?;
@@ -310,7 +310,7 @@ impl ProcessManager {
     ) -> Result<Pool<P>, Error> {
         options.check()?;
         let config = &self.inner.config;
-        crate::supervisor::validate(&config.restart_policy)?;
+        crate::restart_policy::validate(&config.restart_policy)?;
         config.limits.check()?;
         let id = ProcessId::from_raw(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let name = options

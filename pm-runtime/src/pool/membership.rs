@@ -11,7 +11,7 @@ use super::member::Member;
 use super::{lock, PoolCore};
 use crate::events::PoolEvent;
 use crate::managed::{Link, Managed};
-use crate::supervisor::Decision;
+use crate::restart_policy::Decision;
 
 impl PoolCore {
     /// Spawns `count` members at once; on any failure the others are stopped too.

@@ -88,7 +88,7 @@ pub(crate) struct PoolCore {
     /// One rolling replacement (reload, recycling) or resize at a time.
     pub(crate) changing: tokio::sync::Mutex<()>,
     /// Replacements of members that failed for good, under the restart policy.
-    pub(crate) replacements: Mutex<crate::supervisor::RestartTracker>,
+    pub(crate) replacements: Mutex<crate::restart_policy::RestartTracker>,
     pub(crate) created: Instant,
 }
 
@@ -150,7 +150,7 @@ impl PoolCore {
             changing: tokio::sync::Mutex::new(()),
             // Replacing keeps the pool at its size even when members are not restarted in
             // place (`enabled: false`); the policy's budget and backoff still bound it.
-            replacements: Mutex::new(crate::supervisor::RestartTracker::new(
+            replacements: Mutex::new(crate::restart_policy::RestartTracker::new(
                 pm_core::RestartPolicy {
                     enabled: true,
                     ..spec.restart_policy

@@ -1,0 +1,89 @@
+//! The calls made through a handle: wait for a live incarnation, call, record.
+
+use super::*;
+
+impl Invoke for Managed {
+    fn invoke<'a>(
+        &'a self,
+        method: &'static str,
+        args: Bytes,
+        timeout: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Frame, Error>> {
+        if self.monitoring.tracing {
+            let context = crate::trace::outgoing();
+            let span = crate::trace::caller_span(&self.name, method, &context);
+            return Box::pin(
+                self.call_once(method, args, timeout, Some(context))
+                    .instrument(span),
+            );
+        }
+        Box::pin(self.call_once(method, args, timeout, None))
+    }
+
+    fn max_frame(&self) -> usize {
+        self.spec.limits.max_frame_size
+    }
+}
+
+impl Managed {
+    /// One call: the live connection, then the call on it, recorded in the statistics.
+    async fn call_once(
+        &self,
+        method: &'static str,
+        args: Bytes,
+        timeout: Option<Duration>,
+        trace: Option<TraceContext>,
+    ) -> Result<Frame, Error> {
+        let started = Instant::now();
+        let timeout = timeout.or(self.default_timeout);
+        let result = async {
+            let conn = self.wait_for_link(method, started, timeout).await?;
+            let remaining = timeout.map(|t| t.saturating_sub(started.elapsed()));
+            conn.call(method, &args, remaining, trace.as_ref()).await
+        }
+        .await;
+        self.stats.conclude(method, started, timeout, result)
+    }
+
+    /// The live connection, waiting through a (re)start until the call's deadline.
+    async fn wait_for_link(
+        &self,
+        method: &str,
+        started: Instant,
+        timeout: Option<Duration>,
+    ) -> Result<Arc<RpcConnection>, Error> {
+        // The common case, a running process, needs no subscription.
+        match &*self.link.borrow() {
+            Link::Up(conn) if !conn.is_closed() => return Ok(conn.clone()),
+            Link::Gone(err) => return Err(err.clone()),
+            _ => {}
+        }
+        let mut link = self.link.subscribe();
+        loop {
+            match &*link.borrow_and_update() {
+                Link::Up(conn) if !conn.is_closed() => return Ok(conn.clone()),
+                Link::Gone(err) => return Err(err.clone()),
+                _ => {}
+            }
+            // A deadline too far away to represent is no deadline.
+            let due = timeout.and_then(|limit| started.checked_add(limit));
+            let changed = match (timeout, due) {
+                (Some(limit), Some(due)) => {
+                    match tokio::time::timeout_at(due.into(), link.changed()).await {
+                        Ok(changed) => changed,
+                        Err(_) => {
+                            return Err(Error::Timeout {
+                                method: method.to_owned(),
+                                after: limit,
+                            })
+                        }
+                    }
+                }
+                _ => link.changed().await,
+            };
+            if changed.is_err() {
+                return Err(self.unavailable("its manager is gone"));
+            }
+        }
+    }
+}
