@@ -193,9 +193,6 @@ impl Managed {
         })
     }
 
-    /// Runs the process's health check for a user, within `timeout` (waiting for another
-    /// user's check included).
-
     /// The error of calls this process cannot take, with why.
     fn unavailable(&self, reason: impl Into<String>) -> Error {
         Error::Unavailable {
