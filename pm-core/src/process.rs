@@ -88,4 +88,7 @@ pub struct ProcessInfo {
     /// The pool this process is a member of, or `None` for a process spawned on its own (and
     /// for a pool's own snapshot).
     pub pool: Option<ProcessId>,
+    /// Where it sits in a supervision tree, as a path of names from the root supervisor
+    /// (`app/db`; a supervisor's own entry is its path, `app`), or `None` outside any tree.
+    pub supervisor: Option<String>,
 }

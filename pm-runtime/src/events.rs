@@ -67,6 +67,14 @@ pub enum ProcessEvent {
         /// What happened.
         event: PoolEvent,
     },
+    /// Something happened in a supervision tree. A child process's own events (spawned,
+    /// ready, crashed, ...) are announced as for any process, under its own id.
+    Supervisor {
+        /// The path of the child (`app/db`) or supervisor (`app`) concerned.
+        path: String,
+        /// What happened.
+        event: crate::supervision::SupervisorEvent,
+    },
 }
 
 /// What happened to a pool, in [`ProcessEvent::Pool`].

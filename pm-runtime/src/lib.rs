@@ -57,6 +57,7 @@ mod caller;
 mod catch;
 mod events;
 mod exposition;
+mod handle;
 pub mod host;
 mod http_api;
 mod logging;
@@ -66,10 +67,11 @@ mod metrics;
 mod options;
 mod pool;
 mod process;
+mod restart_policy;
 mod rpc;
 mod spawn;
 mod status;
-mod restart_policy;
+pub mod supervision;
 mod token;
 pub mod trace;
 
@@ -97,6 +99,10 @@ pub use pm_macros::{health_check, on_shutdown, process, public};
 pub use pool::{Autoscale, CircuitBreaker, Pool, PoolOptions, Recycle, Strategy};
 pub use process::{ClientStub, Process};
 pub use status::{StatusOptions, StatusServer};
+pub use supervision::{
+    ChildRestart, ChildSpec, RestartStrategy, Supervisor, SupervisorEvent, SupervisorSpec,
+    SupervisorState,
+};
 
 /// The items most programs need: `use pm_runtime::prelude::*;`.
 pub mod prelude {

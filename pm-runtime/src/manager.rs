@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex};
 use pm_core::{Error, HealthStatus, ProcessId, ProcessInfo, ProcessManagerConfig, ProcessMetrics};
 use tokio::sync::broadcast;
 
-use crate::caller::Caller;
 use crate::events::ProcessEvent;
-use crate::managed::{Managed, ManagedSpec};
+pub use crate::handle::ProcessHandle;
+use crate::managed::{Managed, ManagedSpec, Supervised};
 use crate::options::SpawnOptions;
 use crate::pool::{MemberHost, Pool, PoolCore, PoolOptions, PoolSpec};
-use crate::process::{expected_identity, BoxFuture, ClientStub, Process};
+use crate::process::{expected_identity, BoxFuture, Process};
 use crate::spawn::{launch, LaunchSpec};
+use crate::supervision::SupervisorCore;
 use crate::token::Token;
 
 const EVENT_BUFFER: usize = 1024;
@@ -26,6 +27,8 @@ struct Inner {
     processes: Mutex<Vec<Arc<Managed>>>,
     /// In start order.
     pools: Mutex<Vec<Arc<PoolCore>>>,
+    /// Root supervisors, in start order.
+    supervisors: Mutex<Vec<Arc<SupervisorCore>>>,
     events: broadcast::Sender<ProcessEvent>,
 }
 
@@ -62,6 +65,14 @@ impl Drop for UnlistOnDrop<'_> {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        for supervisor in self
+            .supervisors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+        {
+            supervisor.abandon();
+        }
         let processes = std::mem::take(
             &mut *self
                 .processes
@@ -105,6 +116,7 @@ impl ProcessManager {
                 next_id: AtomicU64::new(1),
                 processes: Mutex::new(Vec::new()),
                 pools: Mutex::new(Vec::new()),
+                supervisors: Mutex::new(Vec::new()),
                 events,
             }),
         }
@@ -125,6 +137,28 @@ impl ProcessManager {
             .processes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn supervisors(&self) -> std::sync::MutexGuard<'_, Vec<Arc<SupervisorCore>>> {
+        self.inner
+            .supervisors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Keeps a root supervisor for `list`, `shutdown` and the manager's drop.
+    pub(crate) fn register_supervisor(&self, core: Arc<SupervisorCore>) {
+        self.supervisors().push(core);
+    }
+
+    /// Where events are announced.
+    pub(crate) fn events(&self) -> broadcast::Sender<ProcessEvent> {
+        self.inner.events.clone()
+    }
+
+    /// A fresh id, for a process, a pool or a supervisor.
+    pub(crate) fn next_id(&self) -> ProcessId {
+        ProcessId::from_raw(self.inner.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
     pub(crate) fn pools(&self) -> std::sync::MutexGuard<'_, Vec<Arc<PoolCore>>> {
@@ -163,13 +197,9 @@ impl ProcessManager {
         options: SpawnOptions,
     ) -> Result<ProcessHandle<P>, Error> {
         let managed = self
-            .start::<P>(binary.as_ref(), options, None, None)
+            .start::<P>(binary.as_ref(), options, None, None, None)
             .await?;
-        Ok(ProcessHandle {
-            id: managed.id,
-            client: P::Client::__from_caller(Caller::new(managed)),
-            _process: PhantomData,
-        })
+        Ok(ProcessHandle::from_managed(managed))
     }
 
     /// Attaches to a process hosted elsewhere (see [`host`](crate::host)): `address` is
@@ -199,13 +229,9 @@ impl ProcessManager {
         let options = options.transport(transport);
         let attach = Some((address, Token::from_string(token.to_owned())));
         let managed = self
-            .start::<P>(Path::new(""), options, attach, None)
+            .start::<P>(Path::new(""), options, attach, None, None)
             .await?;
-        Ok(ProcessHandle {
-            id: managed.id,
-            client: P::Client::__from_caller(Caller::new(managed)),
-            _process: PhantomData,
-        })
+        Ok(ProcessHandle::from_managed(managed))
     }
 
     pub(crate) async fn start<P: Process>(
@@ -214,6 +240,7 @@ impl ProcessManager {
         options: SpawnOptions,
         attach: Option<(pm_transport::Address, Token)>,
         pool: Option<ProcessId>,
+        supervised: Option<Supervised>,
     ) -> Result<Arc<Managed>, Error> {
         let config = &self.inner.config;
         crate::restart_policy::validate(&config.restart_policy)?;
@@ -240,7 +267,7 @@ impl ProcessManager {
                 (None, token)
             }
         };
-        let id = ProcessId::from_raw(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = self.next_id();
         let managed = Managed::new(ManagedSpec {
             id,
             identity: expected_identity::<P>(),
@@ -263,6 +290,7 @@ impl ProcessManager {
             resources: config.resources,
             pool,
             optional: options.optional,
+            supervised,
         });
         // Listed before it starts, so a `shutdown` racing this spawn stops it too (its start
         // then fails with "stopped while starting") instead of missing it.
@@ -360,8 +388,24 @@ impl ProcessManager {
 
     /// Snapshots of every process, pool members included (their `pool` field names their
     /// pool), in start order. Pools themselves are not listed: `info(pool.id())` gives one.
+    ///
+    /// Supervision trees come first, each as its root supervisor's own entry followed by
+    /// its children's, depth first in start order; `supervisor` holds each entry's path
+    /// (`app`, `app/db`). Processes outside any tree follow.
     pub fn list(&self) -> Vec<ProcessInfo> {
-        self.processes().iter().map(|m| m.info()).collect()
+        let supervisors: Vec<Arc<SupervisorCore>> = self.supervisors().clone();
+        let mut list = Vec::new();
+        for supervisor in &supervisors {
+            supervisor.list_into(&mut list);
+        }
+        let processes: Vec<Arc<Managed>> = self.processes().clone();
+        list.extend(
+            processes
+                .iter()
+                .filter(|m| m.supervision.is_none())
+                .map(|m| m.info()),
+        );
+        list
     }
 
     /// A stream of lifecycle events of every process. Events sent before subscribing are not
@@ -553,6 +597,12 @@ impl ProcessManager {
     /// Stops every process gracefully, in reverse start order, and reaps every child.
     /// Handles stay valid but their calls fail with [`Error::Unavailable`].
     pub async fn shutdown(&self) -> Result<(), Error> {
+        // Supervisors first, each stopping its tree in reverse order, so none restarts a
+        // child the shutdown stops.
+        let supervisors: Vec<Arc<SupervisorCore>> = self.supervisors().clone();
+        for supervisor in supervisors.iter().rev() {
+            supervisor.stop().await;
+        }
         // Pools first: they stop taking calls and replacing members before members stop.
         let pools: Vec<Arc<PoolCore>> = self.pools().clone();
         for pool in pools.iter().rev() {
@@ -592,7 +642,9 @@ impl<P: Process> MemberHost for Members<P> {
                 process: P::NAME.to_owned(),
                 reason: "its manager is gone".into(),
             })?;
-            manager.start::<P>(&binary, options, None, Some(pool)).await
+            manager
+                .start::<P>(&binary, options, None, Some(pool), None)
+                .await
         })
     }
 
@@ -607,64 +659,5 @@ impl<P: Process> MemberHost for Members<P> {
             .upgrade()
             .map(|inner| inner.config.grace_period)
             .unwrap_or_default()
-    }
-}
-
-/// A typed handle to a spawned process. Derefs to the generated client, so
-/// `handle.add(5, 3).await` calls the process.
-///
-/// The handle outlives restarts: calls made while the process restarts wait for the new
-/// incarnation (up to their deadline).
-pub struct ProcessHandle<P: Process> {
-    id: ProcessId,
-    client: P::Client,
-    _process: PhantomData<fn() -> P>,
-}
-
-impl<P: Process> ProcessHandle<P> {
-    /// The manager's id of this process.
-    pub fn id(&self) -> ProcessId {
-        self.id
-    }
-
-    /// A handle to the same process whose calls all have `timeout` as their deadline,
-    /// overriding `resources.timeout` and `SpawnOptions::timeout`. The deadline travels with
-    /// each call: the caller gets `Error::Timeout` and the process aborts the method.
-    ///
-    /// An associated function (`ProcessHandle::with_timeout(&handle, d)`) rather than a
-    /// method, so it can never shadow a process method of the same name.
-    pub fn with_timeout(handle: &Self, timeout: std::time::Duration) -> Self {
-        Self {
-            id: handle.id,
-            client: P::Client::__from_caller(handle.client.__caller().with_timeout(timeout)),
-            _process: PhantomData,
-        }
-    }
-}
-
-impl<P: Process> Clone for ProcessHandle<P> {
-    fn clone(&self) -> Self {
-        Self {
-            id: self.id,
-            client: self.client.clone(),
-            _process: PhantomData,
-        }
-    }
-}
-
-impl<P: Process> std::fmt::Debug for ProcessHandle<P> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProcessHandle")
-            .field("process", &P::NAME)
-            .field("id", &self.id)
-            .finish()
-    }
-}
-
-impl<P: Process> std::ops::Deref for ProcessHandle<P> {
-    type Target = P::Client;
-
-    fn deref(&self) -> &P::Client {
-        &self.client
     }
 }

@@ -26,15 +26,18 @@ use crate::caller::Invoke;
 use crate::events::ProcessEvent;
 use crate::metrics::ResourceSampler;
 use crate::process::BoxFuture;
+use crate::restart_policy::RestartTracker;
 use crate::rpc::client::RpcConnection;
 use crate::rpc::handshake::handshake;
 use crate::spawn::{child::signal_group, Control, ExitReceiver, LaunchSpec, Launched, Reach};
-use crate::restart_policy::RestartTracker;
 
 mod invoke;
 mod monitor;
 mod start;
 mod supervise;
+
+pub(crate) use supervise::ChildExit;
+use supervise::Overseer;
 mod teardown;
 
 /// How long a process may take from start to the end of its `init`.
@@ -91,7 +94,10 @@ pub(crate) struct Managed {
     link: watch::Sender<Link>,
     status: Mutex<Status>,
     incarnation: tokio::sync::Mutex<Option<Incarnation>>,
-    tracker: Mutex<RestartTracker>,
+    /// Who decides what follows an unrequested end.
+    overseer: Overseer,
+    /// Where the process sits in a supervision tree (`app/db`), if it is in one.
+    pub(crate) supervision: Option<String>,
     stopping: AtomicBool,
     /// Becomes `true` on stop or kill; wakes a restart waiting out its backoff.
     stop_signal: watch::Sender<bool>,
@@ -151,11 +157,25 @@ pub(crate) struct ManagedSpec {
     pub(crate) pool: Option<ProcessId>,
     /// `SpawnOptions::optional`: its failing makes the manager's health degraded, no worse.
     pub(crate) optional: bool,
+    /// The supervisor deciding its restarts, when it is in a supervision tree.
+    pub(crate) supervised: Option<Supervised>,
+}
+
+/// A process's place under a supervisor.
+#[derive(Debug, Clone)]
+pub(crate) struct Supervised {
+    /// Its path in the tree, `app/db`.
+    pub(crate) path: String,
+    /// Which of the supervisor's children it is.
+    pub(crate) index: usize,
+    /// Where it reports an unrequested end.
+    pub(crate) exits: tokio::sync::mpsc::UnboundedSender<ChildExit>,
 }
 
 impl Managed {
     pub(crate) fn new(spec: ManagedSpec) -> Arc<Self> {
         let (link, _) = watch::channel(Link::Down);
+        let supervision = spec.supervised.as_ref().map(|s| s.path.clone());
         Arc::new(Self {
             id: spec.id,
             name: spec.launch.name.clone(),
@@ -173,7 +193,11 @@ impl Managed {
                 endpoint: None,
             }),
             incarnation: tokio::sync::Mutex::new(None),
-            tracker: Mutex::new(RestartTracker::new(spec.restart_policy)),
+            overseer: match spec.supervised {
+                Some(Supervised { index, exits, .. }) => Overseer::Supervisor { index, exits },
+                None => Overseer::OwnPolicy(Mutex::new(RestartTracker::new(spec.restart_policy))),
+            },
+            supervision,
             stopping: AtomicBool::new(false),
             stop_signal: watch::channel(false).0,
             current_pid: std::sync::atomic::AtomicU32::new(0),
@@ -260,6 +284,7 @@ impl Managed {
             uptime: status.up_since.map(|t| t.elapsed()).unwrap_or_default(),
             endpoint: status.endpoint.clone(),
             pool: self.pool,
+            supervisor: self.supervision.clone(),
         }
     }
 

@@ -87,7 +87,11 @@ impl Managed {
 
     /// Watches one incarnation's health and resources until it ends. Holds only a weak
     /// reference to the connection, so it never keeps a dead incarnation's connection open.
-    pub(super) async fn monitor(self: Arc<Self>, rpc: std::sync::Weak<RpcConnection>, child_pid: Option<u32>) {
+    pub(super) async fn monitor(
+        self: Arc<Self>,
+        rpc: std::sync::Weak<RpcConnection>,
+        child_pid: Option<u32>,
+    ) {
         const RESOURCE_INTERVAL: Duration = Duration::from_millis(500);
         let health = self.monitoring.health_check;
         let watch_memory = child_pid.is_some() && self.resources.max_memory.is_some();

@@ -1,7 +1,7 @@
 //! Starting an incarnation: launch, connect, handshake and `init`, then publishing it.
 
-use super::*;
 use super::teardown::{end_incarnation, wait_exit};
+use super::*;
 
 impl Managed {
     /// Starts an incarnation: launch, handshake, init. On failure nothing is left running.

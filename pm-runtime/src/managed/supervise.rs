@@ -1,12 +1,46 @@
 //! Watching a running incarnation and handling its unrequested end.
+//!
+//! The process does not decide its own restart: it reports the end to its [`Overseer`]. A
+//! process on its own is overseen by its restart policy, applied here; a process in a
+//! supervision tree reports to its supervisor, which decides for it and its siblings.
 
-use super::*;
 use super::teardown::end_incarnation;
+use super::*;
 use crate::restart_policy::Decision;
 
+/// How an incarnation ended without being asked to, as reported to a supervisor.
+#[derive(Debug, Clone)]
+pub(crate) struct ChildExit {
+    /// Which of the supervisor's children.
+    pub(crate) index: usize,
+    /// Exit code 0 after the process's own decision (a recycle by the manager is no clean
+    /// exit).
+    pub(crate) clean: bool,
+    /// How it ended.
+    pub(crate) reason: String,
+    /// How long the incarnation had been up.
+    pub(crate) uptime: Duration,
+}
+
+/// Who decides what happens after an unrequested end.
+#[derive(Debug)]
+pub(crate) enum Overseer {
+    /// The process's own restart policy.
+    OwnPolicy(Mutex<RestartTracker>),
+    /// A supervisor, told through this channel which child ended and how.
+    Supervisor {
+        index: usize,
+        exits: tokio::sync::mpsc::UnboundedSender<ChildExit>,
+    },
+}
+
 impl Managed {
-    /// Watches one incarnation; on an unrequested end, restarts or gives up.
-    pub(super) async fn supervise(self: Arc<Self>, mut exit: ExitReceiver, rpc: Arc<RpcConnection>) {
+    /// Watches one incarnation; on an unrequested end, reports it to the overseer.
+    pub(super) async fn supervise(
+        self: Arc<Self>,
+        mut exit: ExitReceiver,
+        rpc: Arc<RpcConnection>,
+    ) {
         tokio::select! {
             _ = exit.wait_for(Option::is_some) => {}
             _ = rpc.closed() => {}
@@ -56,6 +90,25 @@ impl Managed {
         if self.stopping.load(Ordering::SeqCst) {
             return;
         }
+        let uptime = lock(&self.status)
+            .up_since
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        if let Overseer::Supervisor { index, exits } = &self.overseer {
+            if clean {
+                tracing::info!(process = %self.name, id = %self.id, %reason, "process exited cleanly");
+            } else {
+                self.announce_crash(&reason);
+            }
+            // The link stays down: callers wait for what the supervisor decides.
+            let _ = exits.send(ChildExit {
+                index: *index,
+                clean,
+                reason,
+                uptime,
+            });
+            return;
+        }
         if clean && self.restart_on == RestartOn::OnFailure {
             tracing::info!(process = %self.name, id = %self.id, %reason, "process exited cleanly; not restarting");
             self.link.send_replace(Link::Gone(
@@ -64,30 +117,34 @@ impl Managed {
             self.mark_stopped();
             return;
         }
-        let uptime = lock(&self.status)
-            .up_since
-            .map(|t| t.elapsed())
-            .unwrap_or_default();
-        tracing::warn!(process = %self.name, id = %self.id, %reason, "process crashed");
-        self.note_health(pm_core::HealthState::Unhealthy);
-        let crashed = self.publish_course(
-            ProcessState::Crashed {
-                reason: reason.clone(),
-            },
-            Some(ProcessEvent::Crashed {
-                id: self.id,
-                reason: reason.clone(),
-            }),
-            |_| {},
-        );
-        if crashed {
+        if self.announce_crash(&reason) {
             self.restart_after_crash(uptime, reason).await;
         }
     }
 
+    /// Publishes a crash: the state, the event, the log line. Returns whether it was
+    /// published (not when a stop has begun).
+    pub(crate) fn announce_crash(&self, reason: &str) -> bool {
+        tracing::warn!(process = %self.name, id = %self.id, %reason, "process crashed");
+        self.note_health(pm_core::HealthState::Unhealthy);
+        self.publish_course(
+            ProcessState::Crashed {
+                reason: reason.to_owned(),
+            },
+            Some(ProcessEvent::Crashed {
+                id: self.id,
+                reason: reason.to_owned(),
+            }),
+            |_| {},
+        )
+    }
+
     async fn restart_after_crash(self: Arc<Self>, mut uptime: Duration, mut reason: String) {
         loop {
-            let decision = lock(&self.tracker).on_crash(Instant::now(), uptime);
+            let Overseer::OwnPolicy(tracker) = &self.overseer else {
+                return;
+            };
+            let decision = lock(tracker).on_crash(Instant::now(), uptime);
             match decision {
                 Decision::GiveUp { reason: why } => {
                     let why = format!("{why}; last crash: {reason}");

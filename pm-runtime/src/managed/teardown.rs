@@ -32,34 +32,101 @@ impl Managed {
         // Again under the lock: a start or a supervision that checked `stopping` just before
         // it was raised may have published since; both publish only under this lock.
         self.close_link("it was stopped");
-        if let Some(Incarnation {
-            rpc,
-            mut exit,
-            control,
-            ..
-        }) = slot.take()
-        {
-            // An attached process belongs to its orchestrator: detach, do not shut it down.
-            let answered = if self.spec.attach_to.is_some() {
-                true
-            } else {
-                let asked =
-                    tokio::time::timeout(grace.saturating_add(SHUTDOWN_SLACK), rpc.shutdown(grace))
-                        .await;
-                matches!(asked, Ok(Ok(())))
-            };
-            if !answered {
-                tracing::warn!(process = %self.name, id = %self.id, "no answer to the shutdown request within the grace period");
-            }
-            rpc.abort(self.unavailable("it was stopped"));
-            drop(rpc);
-            // A process that answered exits by itself; one that did not gets SIGTERM now.
-            let patience = if answered { EXIT_WAIT } else { Duration::ZERO };
-            end_incarnation(control, &mut exit, patience).await;
+        if let Some(incarnation) = slot.take() {
+            self.end_gracefully(incarnation, grace, "it was stopped")
+                .await;
         }
         self.current_pid.store(0, Ordering::SeqCst);
         drop(slot);
         self.mark_stopped();
+    }
+
+    /// Ends a taken incarnation the graceful way: ask for a shutdown (hooks, drain within
+    /// `grace`), then SIGTERM, then SIGKILL, and reap; calls still waiting end with `why`.
+    async fn end_gracefully(&self, incarnation: Incarnation, grace: Duration, why: &str) {
+        let Incarnation {
+            rpc,
+            mut exit,
+            control,
+            ..
+        } = incarnation;
+        // An attached process belongs to its orchestrator: detach, do not shut it down.
+        let answered = if self.spec.attach_to.is_some() {
+            true
+        } else {
+            let asked =
+                tokio::time::timeout(grace.saturating_add(SHUTDOWN_SLACK), rpc.shutdown(grace))
+                    .await;
+            matches!(asked, Ok(Ok(())))
+        };
+        if !answered {
+            tracing::warn!(process = %self.name, id = %self.id, "no answer to the shutdown request within the grace period");
+        }
+        rpc.abort(self.unavailable(why));
+        drop(rpc);
+        // A process that answered exits by itself; one that did not gets SIGTERM now.
+        let patience = if answered { EXIT_WAIT } else { Duration::ZERO };
+        end_incarnation(control, &mut exit, patience).await;
+    }
+
+    /// For a supervisor restarting this process with its siblings: ends the running
+    /// incarnation gracefully (as `stop` does) but not for good: callers wait for the next
+    /// incarnation, which [`Managed::restart`] starts. Returns whether an incarnation was
+    /// running. Does nothing to a process that was stopped or killed.
+    pub(crate) async fn take_down(self: &Arc<Self>, grace: Duration) -> bool {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut slot = this.incarnation.lock().await;
+            if this.stopping.load(Ordering::SeqCst) {
+                return false;
+            }
+            let Some(incarnation) = slot.take() else {
+                return false;
+            };
+            this.link.send_replace(Link::Down);
+            this.publish_course(ProcessState::Stopping {}, None, |_| {});
+            this.end_gracefully(
+                incarnation,
+                grace,
+                "it is being restarted by its supervisor",
+            )
+            .await;
+            this.forget_pid(lock(&this.status).pid);
+            this.publish_course(ProcessState::Stopped {}, None, |status| {
+                status.pid = None;
+                status.up_since = None;
+            });
+            true
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// For a supervisor: starts a new incarnation of a process whose last one has ended
+    /// (after a crash, or `take_down`), counted as a restart. Calls waiting meanwhile go to
+    /// it.
+    ///
+    /// # Errors
+    /// As for the first start; [`Error::Unavailable`] when the process was stopped.
+    pub(crate) async fn restart(self: &Arc<Self>) -> Result<(), Error> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(self.unavailable("it was stopped"));
+        }
+        lock(&self.status).restarts += 1;
+        let this = self.clone();
+        tokio::spawn(async move { this.start_incarnation().await })
+            .await
+            .unwrap_or_else(|err| {
+                Err(Error::Spawn {
+                    process: self.name.clone(),
+                    reason: format!("the restart failed: {err}"),
+                })
+            })
+    }
+
+    /// Whether an incarnation is up and taking calls.
+    pub(crate) fn is_up(&self) -> bool {
+        matches!(&*self.link.borrow(), Link::Up(conn) if !conn.is_closed())
     }
 
     /// Ends the process at once (SIGKILL for a child's whole group), without hooks and

@@ -43,6 +43,7 @@ impl PoolCore {
             uptime: self.created.elapsed(),
             endpoint: None,
             pool: None,
+            supervisor: None,
         }
     }
 
