@@ -213,9 +213,11 @@ fn take_bootstrap() -> Result<Bootstrap, BootstrapError> {
     Bootstrap::parse(&text)
 }
 
-/// Asks the kernel to kill this process when the manager's process dies, then checks that
-/// the manager is still the parent: had it died between the spawn and here, the signal would
-/// never come, and the process would run on as an orphan.
+/// Asks the kernel to kill this process when its parent dies, then checks that the manager
+/// still lives: had it died between the spawn and here, the signal would never come, and the
+/// process would run on as an orphan. Started through a wrapper that does not `exec` (a
+/// shell script, `timeout`), the parent is the wrapper: the signal then follows the wrapper,
+/// which the manager's own signal ends.
 fn arm_parent_death(parent: Option<u32>) -> Result<(), BootstrapError> {
     let Some(parent) = parent else {
         return Ok(());
@@ -229,7 +231,18 @@ fn arm_parent_death(parent: Option<u32>) -> Result<(), BootstrapError> {
     }
     // SAFETY: getppid has no preconditions.
     let now = unsafe { libc::getppid() };
-    if u32::try_from(now).ok() != Some(parent) {
+    if u32::try_from(now).ok() == Some(parent) {
+        return Ok(());
+    }
+    let gone = match libc::pid_t::try_from(parent) {
+        Ok(pid) => {
+            // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+            let rc = unsafe { libc::kill(pid, 0) };
+            rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        }
+        Err(_) => true,
+    };
+    if gone {
         return Err(BootstrapError(format!(
             "the manager (pid {parent}) exited while this process was starting"
         )));

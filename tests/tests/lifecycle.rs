@@ -933,11 +933,18 @@ fn a_child_whose_manager_is_already_gone_exits_instead_of_running_as_an_orphan()
     // A bootstrap naming a parent other than the real one is what a child sees when its
     // manager died between the spawn and the child's start: the parent-death signal would
     // never come, so the child must not serve.
+    // A manager that has exited (and been reaped): its pid names no process now.
+    let mut gone = std::process::Command::new("true").spawn().expect("runs");
+    let gone_pid = gone.id();
+    gone.wait().expect("reaped");
     let (_ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
     let output = std::process::Command::new(LIFECYCLE)
         .env(
             "TITAN_PM_BOOTSTRAP",
-            "v1;fd=0;socket=connected;token=00ff;max_frame=1024;max_in_flight=4;parent=1",
+            format!(
+                "v1;fd=0;socket=connected;token=00ff;max_frame=1024;max_in_flight=4;\
+                 parent={gone_pid}"
+            ),
         )
         .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
             theirs,
@@ -947,7 +954,9 @@ fn a_child_whose_manager_is_already_gone_exits_instead_of_running_as_an_orphan()
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("the manager (pid 1) exited while this process was starting"),
+        stderr.contains(&format!(
+            "the manager (pid {gone_pid}) exited while this process was starting"
+        )),
         "{stderr}"
     );
 }

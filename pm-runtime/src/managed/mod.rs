@@ -176,6 +176,7 @@ impl Managed {
     pub(crate) fn new(spec: ManagedSpec) -> Arc<Self> {
         let (link, _) = watch::channel(Link::Down);
         let supervision = spec.supervised.as_ref().map(|s| s.path.clone());
+        let supervised = supervision.is_some();
         Arc::new(Self {
             id: spec.id,
             name: spec.launch.name.clone(),
@@ -207,7 +208,9 @@ impl Managed {
             monitoring: spec.monitoring,
             resources: spec.resources,
             restart_on: spec.restart_policy.restart_on,
-            restart_enabled: spec.restart_policy.enabled,
+            // A supervised process's restarts are its supervisor's: recycling an unhealthy one
+            // never depends on the manager's own policy.
+            restart_enabled: spec.restart_policy.enabled || supervised,
             recycle_reason: Mutex::new(None),
             user_health: tokio::sync::Semaphore::new(1),
             runtime: tokio::runtime::Handle::current(),

@@ -97,6 +97,16 @@ impl Managed {
         if let Overseer::Supervisor { index, exits } = &self.overseer {
             if clean {
                 tracing::info!(process = %self.name, id = %self.id, %reason, "process exited cleanly");
+                // No longer running; the supervisor restarts it or stops it for good.
+                let attempt = lock(&self.status).restarts.saturating_add(1);
+                self.publish_course(
+                    ProcessState::Restarting {
+                        attempt,
+                        delay: Duration::ZERO,
+                    },
+                    None,
+                    |status| status.up_since = None,
+                );
             } else {
                 self.announce_crash(&reason);
             }

@@ -92,10 +92,20 @@ impl Managed {
             )
             .await;
             this.forget_pid(lock(&this.status).pid);
-            this.publish_course(ProcessState::Stopped {}, None, |status| {
-                status.pid = None;
-                status.up_since = None;
-            });
+            // Not `Stopped`, which is final: the supervisor starts it again next (or stops
+            // it for good, which then announces `Stopped`).
+            let attempt = lock(&this.status).restarts.saturating_add(1);
+            this.publish_course(
+                ProcessState::Restarting {
+                    attempt,
+                    delay: Duration::ZERO,
+                },
+                None,
+                |status| {
+                    status.pid = None;
+                    status.up_since = None;
+                },
+            );
             true
         })
         .await
@@ -122,6 +132,11 @@ impl Managed {
                     reason: format!("the restart failed: {err}"),
                 })
             })
+    }
+
+    /// Whether a stop or kill has begun: the process never runs again.
+    pub(crate) fn is_stopped_for_good(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Whether an incarnation is up and taking calls.

@@ -29,6 +29,8 @@ struct Inner {
     pools: Mutex<Vec<Arc<PoolCore>>>,
     /// Root supervisors, in start order.
     supervisors: Mutex<Vec<Arc<SupervisorCore>>>,
+    /// How many shutdowns have begun: a supervisor whose start overlapped one is not kept.
+    shutdowns: AtomicU64,
     events: broadcast::Sender<ProcessEvent>,
 }
 
@@ -117,6 +119,7 @@ impl ProcessManager {
                 processes: Mutex::new(Vec::new()),
                 pools: Mutex::new(Vec::new()),
                 supervisors: Mutex::new(Vec::new()),
+                shutdowns: AtomicU64::new(0),
                 events,
             }),
         }
@@ -146,9 +149,21 @@ impl ProcessManager {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Keeps a root supervisor for `list`, `shutdown` and the manager's drop.
-    pub(crate) fn register_supervisor(&self, core: Arc<SupervisorCore>) {
-        self.supervisors().push(core);
+    /// How many shutdowns have begun, for a start to tell whether one overlapped it.
+    pub(crate) fn shutdown_count(&self) -> u64 {
+        self.inner.shutdowns.load(Ordering::SeqCst)
+    }
+
+    /// Keeps a root supervisor for `list`, `shutdown` and the manager's drop, unless a
+    /// shutdown began since its start did (`started_at`, from `shutdown_count`): then the
+    /// shutdown could not see it, and it is refused (`false`) for the caller to stop.
+    pub(crate) fn register_supervisor(&self, core: Arc<SupervisorCore>, started_at: u64) -> bool {
+        let mut supervisors = self.supervisors();
+        if self.shutdown_count() != started_at {
+            return false;
+        }
+        supervisors.push(core);
+        true
     }
 
     /// Where events are announced.
@@ -378,11 +393,20 @@ impl ProcessManager {
         Ok(Pool::new(core))
     }
 
-    /// A snapshot of one process or pool, or `None` for an unknown id.
+    /// A snapshot of one process, pool or supervisor, or `None` for an unknown id.
     pub fn info(&self, id: ProcessId) -> Option<ProcessInfo> {
-        match self.find(id).ok()? {
-            Target::Process(managed) => Some(managed.info()),
-            Target::Pool(pool) => Some(pool.info()),
+        match self.find(id) {
+            Ok(Target::Process(managed)) => Some(managed.info()),
+            Ok(Target::Pool(pool)) => Some(pool.info()),
+            // A supervisor's own entry, as `list` shows it.
+            Err(_) => {
+                let supervisors: Vec<Arc<SupervisorCore>> = self.supervisors().clone();
+                let mut entries = Vec::new();
+                for supervisor in &supervisors {
+                    supervisor.list_into(&mut entries);
+                }
+                entries.into_iter().find(|entry| entry.id == id)
+            }
         }
     }
 
@@ -446,7 +470,13 @@ impl ProcessManager {
     pub async fn shutdown(&self) -> Result<(), Error> {
         // Supervisors first, each stopping its tree in reverse order, so none restarts a
         // child the shutdown stops.
-        let supervisors: Vec<Arc<SupervisorCore>> = self.supervisors().clone();
+        let supervisors: Vec<Arc<SupervisorCore>> = {
+            let supervisors = self.supervisors();
+            // Counted under the lock `register_supervisor` checks under: a supervisor is
+            // either in this list or refused.
+            self.inner.shutdowns.fetch_add(1, Ordering::SeqCst);
+            supervisors.clone()
+        };
         for supervisor in supervisors.iter().rev() {
             supervisor.stop().await;
         }

@@ -135,7 +135,9 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// The manager's id of this supervisor (its entry in [`ProcessManager::list`]).
+    /// The manager's id of this supervisor: of its entry in [`ProcessManager::list`] and for
+    /// [`ProcessManager::info`]. (Stop it with [`Supervisor::stop`]; `ProcessManager::stop`
+    /// takes process and pool ids.)
     pub fn id(&self) -> ProcessId {
         self.core.id
     }
@@ -241,8 +243,15 @@ impl ProcessManager {
     /// order. Nothing is left running after an error.
     pub async fn supervise(&self, spec: SupervisorSpec) -> Result<Supervisor, Error> {
         spec.validate()?;
-        let core = SupervisorCore::start(self.clone(), spec, None, None).await?;
-        self.register_supervisor(core.clone());
+        let started_at = self.shutdown_count();
+        let core = SupervisorCore::start(self.clone(), spec, None, None, started_at).await?;
+        if !self.register_supervisor(core.clone(), started_at) {
+            core.stop().await;
+            return Err(Error::Unavailable {
+                process: core.path.clone(),
+                reason: "the manager shut down while the supervisor was starting".into(),
+            });
+        }
         Ok(Supervisor { core })
     }
 }

@@ -65,6 +65,9 @@ pub(crate) struct SupervisorCore {
     commands: mpsc::UnboundedSender<Command>,
     /// Raised when the manager is dropped: the task ends without touching anything.
     abandoned: watch::Sender<bool>,
+    /// Raised by `stop` before its command is sent, so a restart waiting out its backoff
+    /// gives way to the stop at once.
+    stop_requested: watch::Sender<bool>,
     restarts: Mutex<u32>,
     since: Mutex<Instant>,
 }
@@ -99,6 +102,7 @@ impl SupervisorCore {
         spec: SupervisorSpec,
         prefix: Option<&str>,
         parent: Option<Parent>,
+        started_at: u64,
     ) -> BoxFuture<'static, Result<Arc<SupervisorCore>, Error>> {
         let path = match prefix {
             Some(prefix) => format!("{prefix}/{}", spec.name),
@@ -111,7 +115,16 @@ impl SupervisorCore {
             let mut children: Vec<Child> = Vec::with_capacity(spec.children.len());
             for (index, child) in spec.children.iter().enumerate() {
                 let child_path = format!("{path}/{}", child.name);
-                match start_child(&manager, child, &path, index, &exits_tx).await {
+                let started = if manager.shutdown_count() == started_at {
+                    start_child(&manager, child, &path, index, &exits_tx, started_at).await
+                } else {
+                    Err(Error::Unavailable {
+                        process: child_path.clone(),
+                        reason: "the manager shut down while its supervisor was starting".into(),
+                    })
+                };
+                let shut_down = manager.shutdown_count() != started_at;
+                match started {
                     Ok(node) => {
                         announce(&events, &child_path, started_event(&node));
                         children.push(Child {
@@ -122,7 +135,7 @@ impl SupervisorCore {
                             node,
                         });
                     }
-                    Err(err) if child.optional => {
+                    Err(err) if child.optional && !shut_down => {
                         tracing::warn!(child = %child_path, %err, "optional child did not start; going on without it");
                         announce(
                             &events,
@@ -166,6 +179,7 @@ impl SupervisorCore {
                 state: watch::channel(SupervisorState::Running).0,
                 commands: commands_tx,
                 abandoned: watch::channel(false).0,
+                stop_requested: watch::channel(false).0,
                 restarts: Mutex::new(0),
                 since: Mutex::new(Instant::now()),
             });
@@ -188,6 +202,12 @@ impl SupervisorCore {
 
     /// Stops every child in reverse order, for good, and waits for it.
     pub(crate) async fn stop(&self) {
+        self.stop_requested.send_replace(true);
+        for child in &self.children {
+            if let Node::Supervisor(nested) = &child.node {
+                nested.stop_requested.send_replace(true);
+            }
+        }
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Stop(tx)).is_ok() {
             let _ = rx.await;
@@ -209,6 +229,13 @@ impl SupervisorCore {
         rx.await.map_err(|_| self.gone())?
     }
 
+    /// Whether it has ended for good: stopped, or failed with no parent to restart it.
+    pub(crate) fn has_ended(&self) -> bool {
+        *self.stop_requested.borrow()
+            || *self.abandoned.borrow()
+            || matches!(*self.state.borrow(), SupervisorState::Stopped)
+    }
+
     fn gone(&self) -> Error {
         Error::Unavailable {
             process: self.path.clone(),
@@ -219,6 +246,18 @@ impl SupervisorCore {
     /// Ends the task without touching the children: the manager is gone and abandons them.
     pub(crate) fn abandon(&self) {
         self.abandoned.send_replace(true);
+        self.state.send_if_modified(|state| {
+            if matches!(
+                state,
+                SupervisorState::Stopped | SupervisorState::Failed { .. }
+            ) {
+                return false;
+            }
+            *state = SupervisorState::Failed {
+                reason: "its manager was dropped".into(),
+            };
+            true
+        });
         for child in &self.children {
             if let Node::Supervisor(nested) = &child.node {
                 nested.abandon();
@@ -274,6 +313,7 @@ async fn start_child(
     path: &str,
     index: usize,
     exits: &mpsc::UnboundedSender<ChildExit>,
+    started_at: u64,
 ) -> Result<Node, Error> {
     match &child.kind {
         ChildKind::Process { starter, .. } => {
@@ -291,9 +331,15 @@ async fn start_child(
                 index,
                 exits: exits.clone(),
             };
-            SupervisorCore::start(manager.clone(), nested.clone(), Some(path), Some(parent))
-                .await
-                .map(Node::Supervisor)
+            SupervisorCore::start(
+                manager.clone(),
+                nested.clone(),
+                Some(path),
+                Some(parent),
+                started_at,
+            )
+            .await
+            .map(Node::Supervisor)
         }
     }
 }
@@ -327,6 +373,9 @@ async fn take_down_node(node: &Node, grace: Duration) -> bool {
     match node {
         Node::Process(managed) => managed.take_down(grace).await,
         Node::Supervisor(nested) => {
+            if nested.has_ended() {
+                return false;
+            }
             nested.take_down().await;
             true
         }
@@ -346,6 +395,16 @@ async fn restart_node(node: &Node) -> Result<(), Error> {
     }
 }
 
+/// Whether what runs in a slot has ended for good (stopped by its user, a child that will
+/// not be restarted, a nested supervisor that was stopped): it stays out of group restarts.
+fn node_ended(node: &Node) -> bool {
+    match node {
+        Node::Process(managed) => managed.is_stopped_for_good(),
+        Node::Supervisor(nested) => nested.has_ended(),
+        Node::Absent(_) => true,
+    }
+}
+
 /// Whether what runs in a slot is up (a queued exit for it is stale then).
 fn node_is_up(node: &Node) -> bool {
     match node {
@@ -355,9 +414,9 @@ fn node_is_up(node: &Node) -> bool {
     }
 }
 
-/// Returns once the manager is dropped (never, while it lives).
-async fn until_abandoned(abandoned: &mut watch::Receiver<bool>) {
-    if abandoned.wait_for(|gone| *gone).await.is_err() {
+/// Returns once the flag is raised (never, if its sender is dropped first).
+async fn until_raised(flag: &mut watch::Receiver<bool>) {
+    if flag.wait_for(|raised| *raised).await.is_err() {
         std::future::pending::<()>().await;
     }
 }
@@ -367,7 +426,7 @@ impl Task {
         let mut abandoned = self.core.abandoned.subscribe();
         loop {
             tokio::select! {
-                () = until_abandoned(&mut abandoned) => return,
+                () = until_raised(&mut abandoned) => return,
                 Some(exit) = self.exits.recv() => {
                     if self.on_exit(exit).await.is_break() {
                         return;
@@ -405,14 +464,18 @@ impl Task {
     /// Handles one child's unrequested end; `Break` when the supervisor has ended.
     async fn on_exit(&mut self, exit: ChildExit) -> std::ops::ControlFlow<()> {
         use std::ops::ControlFlow::{Break, Continue};
-        if !matches!(*self.core.state.borrow(), SupervisorState::Running) {
-            return Continue(()); // taken down by the parent, or failed: nothing to restart
+        if !matches!(*self.core.state.borrow(), SupervisorState::Running)
+            || *self.core.stop_requested.borrow()
+        {
+            // Taken down by the parent, failed, or stopping: nothing to restart.
+            return Continue(());
         }
         let Some(child) = self.child(exit.index) else {
             return Continue(());
         };
-        if node_is_up(&child.node) {
-            return Continue(()); // restarted with a group since it ended
+        if node_is_up(&child.node) || node_ended(&child.node) {
+            // Restarted with a group since it ended, or stopped for good since.
+            return Continue(());
         }
         let path = child.path.clone();
         let restart = match child.restart {
@@ -466,9 +529,12 @@ impl Task {
         self.announce(&path, SupervisorEvent::ChildRestarting { attempt, delay });
         *lock(&self.core.restarts) += 1;
         let mut abandoned = self.core.abandoned.subscribe();
+        let mut stop = self.core.stop_requested.subscribe();
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            () = until_abandoned(&mut abandoned) => return Break(()),
+            () = until_raised(&mut abandoned) => return Break(()),
+            // The stop command is next in the queue; the group stays down for it.
+            () = until_raised(&mut stop) => return Continue(()),
         }
         for &index in &group {
             let Some(child) = self.child(index) else {
@@ -479,7 +545,7 @@ impl Task {
                 stop_node(&child.node, self.grace).await;
                 continue;
             }
-            if matches!(child.node, Node::Absent(_)) {
+            if node_ended(&child.node) {
                 continue;
             }
             match restart_node(&child.node).await {

@@ -1,4 +1,6 @@
-//! Review of the supervision trees: races and OTP semantics the first suite does not cover.
+//! Supervision trees under races and edge cases found in review: children stopped for good,
+//! a stop during a backoff, a shutdown racing a start, a dropped manager, states and events,
+//! binaries started through a wrapper.
 //! Each test waits on events or states, never on a sleep, and ends with `pm.shutdown()`.
 
 use std::time::Duration;
@@ -109,7 +111,7 @@ async fn kill_a_and_wait_for_c_or_give_up(
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn review_user_stop_of_one_child_does_not_make_a_later_one_for_all_restart_give_up() {
+async fn user_stop_of_one_child_does_not_make_a_later_one_for_all_restart_give_up() {
     let pm = manager();
     let spec = SupervisorSpec::new("app")
         .strategy(RestartStrategy::OneForAll)
@@ -134,7 +136,7 @@ async fn review_user_stop_of_one_child_does_not_make_a_later_one_for_all_restart
 }
 
 #[tokio::test]
-async fn review_a_transient_child_that_exited_cleanly_does_not_break_a_later_group_restart() {
+async fn a_transient_child_that_exited_cleanly_does_not_break_a_later_group_restart() {
     let pm = manager();
     let spec = SupervisorSpec::new("app")
         .strategy(RestartStrategy::OneForAll)
@@ -158,7 +160,7 @@ async fn review_a_transient_child_that_exited_cleanly_does_not_break_a_later_gro
 }
 
 #[tokio::test]
-async fn review_a_nested_supervisor_stopped_by_its_handle_does_not_make_its_parent_give_up() {
+async fn a_nested_supervisor_stopped_by_its_handle_does_not_make_its_parent_give_up() {
     let pm = manager();
     let inner = SupervisorSpec::new("inner").child(lifecycle("x"));
     let spec = SupervisorSpec::new("app")
@@ -184,7 +186,7 @@ async fn review_a_nested_supervisor_stopped_by_its_handle_does_not_make_its_pare
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn review_stopping_a_supervisor_does_not_wait_out_a_restart_backoff() {
+async fn stopping_a_supervisor_does_not_wait_out_a_restart_backoff() {
     let pm = manager();
     let spec = SupervisorSpec::new("app")
         .restart_budget(1, Duration::from_secs(120))
@@ -206,7 +208,7 @@ async fn review_stopping_a_supervisor_does_not_wait_out_a_restart_backoff() {
 }
 
 #[tokio::test]
-async fn review_shutdown_racing_supervise_leaves_no_child_running() {
+async fn shutdown_racing_supervise_leaves_no_child_running() {
     let pm = manager();
     let spec = SupervisorSpec::new("app")
         .child(lifecycle("a"))
@@ -256,7 +258,7 @@ async fn review_shutdown_racing_supervise_leaves_no_child_running() {
 }
 
 #[tokio::test]
-async fn review_a_dropped_manager_ends_its_supervisors() {
+async fn a_dropped_manager_ends_its_supervisors() {
     let pm = manager();
     let app = pm
         .supervise(SupervisorSpec::new("app").child(lifecycle("a")))
@@ -269,7 +271,10 @@ async fn review_a_dropped_manager_ends_its_supervisors() {
         .await
         .expect("answers");
     drop(pm);
-    assert!(wait_dead(pid, WITHIN).await, "the child dies with its manager");
+    assert!(
+        wait_dead(pid, WITHIN).await,
+        "the child dies with its manager"
+    );
     let ended = tokio::time::timeout(Duration::from_secs(10), app.ended()).await;
     assert!(
         ended.is_ok(),
@@ -283,7 +288,7 @@ async fn review_a_dropped_manager_ends_its_supervisors() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn review_a_temporary_child_taken_down_with_its_group_announces_stopped() {
+async fn a_temporary_child_taken_down_with_its_group_announces_stopped() {
     let pm = manager();
     let spec = SupervisorSpec::new("app")
         .strategy(RestartStrategy::OneForAll)
@@ -323,7 +328,7 @@ async fn review_a_temporary_child_taken_down_with_its_group_announces_stopped() 
 }
 
 #[tokio::test]
-async fn review_a_supervised_child_that_exited_is_not_reported_running() {
+async fn a_supervised_child_that_exited_is_not_reported_running() {
     let pm = manager();
     let spec = SupervisorSpec::new("app")
         .restart_budget(1, Duration::from_secs(60))
@@ -345,7 +350,7 @@ async fn review_a_supervised_child_that_exited_is_not_reported_running() {
 }
 
 #[tokio::test]
-async fn review_health_recycling_of_a_supervised_child_ignores_the_managers_restart_policy() {
+async fn health_recycling_of_a_supervised_child_ignores_the_managers_restart_policy() {
     let mut config = config();
     // The manager's own policy is off; the docs say it does not apply to supervised children.
     config.restart_policy.enabled = false;
@@ -391,7 +396,7 @@ async fn review_health_recycling_of_a_supervised_child_ignores_the_managers_rest
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn review_a_binary_started_through_a_wrapper_script_still_starts() {
+async fn a_binary_started_through_a_wrapper_script_still_starts() {
     use std::os::unix::fs::PermissionsExt;
     // A launcher that does not `exec` (a shell script, `timeout`, `strace`): the process's
     // parent is the wrapper, not the manager, though the manager is alive and well.
