@@ -1,9 +1,10 @@
-//! One managed process: its state, its link for callers, and the jobs done on it, each in a
-//! module of its own:
+//! One managed process: what callers see of it (its link, its published state), and the jobs
+//! done on it, each in a module of its own:
 //!
+//! - `owner`: the one task that holds the running incarnation and takes commands;
 //! - `start`: launching an incarnation, the handshake and `init`;
-//! - `supervise`: watching an incarnation and reporting an unrequested end to whoever
-//!   decides the restart (the process's own restart policy, or its supervisor);
+//! - `supervise`: an incarnation's unrequested end, reported to whoever decides the restart
+//!   (the process's own restart policy, or its supervisor);
 //! - `monitor`: health checks and resource limits of a running incarnation;
 //! - `teardown`: stop, kill, restart on command, and the one way an incarnation is ended;
 //! - `invoke`: the calls made through a handle.
@@ -33,12 +34,12 @@ use crate::spawn::{child::signal_group, Control, ExitReceiver, LaunchSpec, Launc
 
 mod invoke;
 mod monitor;
+mod owner;
 mod start;
 mod supervise;
+mod teardown;
 
 pub(crate) use supervise::ChildExit;
-use supervise::Overseer;
-mod teardown;
 
 /// How long a process may take from start to the end of its `init`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,16 +94,18 @@ pub(crate) struct Managed {
     pub(crate) default_timeout: Option<Duration>,
     link: watch::Sender<Link>,
     status: Mutex<Status>,
-    incarnation: tokio::sync::Mutex<Option<Incarnation>>,
-    /// Who decides what follows an unrequested end.
-    overseer: Overseer,
+    /// Where commands go to the process's owner (see `owner`).
+    commands: tokio::sync::mpsc::UnboundedSender<owner::Command>,
     /// Where the process sits in a supervision tree (`app/db`), if it is in one.
     pub(crate) supervision: Option<String>,
+    /// The supervisor its unrequested ends are reported to; `None` on its own, when its
+    /// restart policy decides.
+    supervised: Option<Supervised>,
     stopping: AtomicBool,
     /// Becomes `true` on stop or kill; wakes a restart waiting out its backoff.
     stop_signal: watch::Sender<bool>,
-    /// The pid of the running child (0 when none), readable without the incarnation lock so
-    /// `kill` acts at once even while a graceful stop holds it.
+    /// The pid of the running child (0 when none), readable without asking the owner, so
+    /// `kill` acts at once even while the owner is busy with a graceful stop.
     current_pid: std::sync::atomic::AtomicU32,
     events: broadcast::Sender<ProcessEvent>,
     pub(crate) stats: CallStats,
@@ -111,14 +114,9 @@ pub(crate) struct Managed {
     resources: Resources,
     restart_on: RestartOn,
     restart_enabled: bool,
-    /// Why the manager itself ended the current incarnation (memory limit, failed health
-    /// checks), reported instead of the bare exit status.
-    recycle_reason: Mutex<Option<String>>,
     /// One health check asked for by users at a time, so the monitor's own poll always finds
     /// one of the two health slots a process keeps per connection.
     user_health: tokio::sync::Semaphore,
-    /// The runtime the process was spawned on, where a dropped manager finishes its teardown.
-    runtime: tokio::runtime::Handle,
     /// The pool this process is a member of.
     pub(crate) pool: Option<ProcessId>,
     /// Its failing makes the manager's aggregate health degraded, not unhealthy.
@@ -177,7 +175,10 @@ impl Managed {
         let (link, _) = watch::channel(Link::Down);
         let supervision = spec.supervised.as_ref().map(|s| s.path.clone());
         let supervised = supervision.is_some();
-        Arc::new(Self {
+        let (commands, commands_rx) = tokio::sync::mpsc::unbounded_channel();
+        let tracker = (!supervised).then(|| RestartTracker::new(spec.restart_policy));
+        let name = spec.launch.name.clone();
+        let managed = Arc::new(Self {
             id: spec.id,
             name: spec.launch.name.clone(),
             identity: spec.identity,
@@ -193,11 +194,7 @@ impl Managed {
                 up_since: None,
                 endpoint: None,
             }),
-            incarnation: tokio::sync::Mutex::new(None),
-            overseer: match spec.supervised {
-                Some(Supervised { index, exits, .. }) => Overseer::Supervisor { index, exits },
-                None => Overseer::OwnPolicy(Mutex::new(RestartTracker::new(spec.restart_policy))),
-            },
+            commands,
             supervision,
             stopping: AtomicBool::new(false),
             stop_signal: watch::channel(false).0,
@@ -211,13 +208,25 @@ impl Managed {
             // A supervised process's restarts are its supervisor's: recycling an unhealthy one
             // never depends on the manager's own policy.
             restart_enabled: spec.restart_policy.enabled || supervised,
-            recycle_reason: Mutex::new(None),
             user_health: tokio::sync::Semaphore::new(1),
-            runtime: tokio::runtime::Handle::current(),
             pool: spec.pool,
             optional: spec.optional,
             last_health: std::sync::atomic::AtomicU8::new(0),
-        })
+            supervised: spec.supervised,
+        });
+        tokio::spawn(
+            owner::Owner {
+                managed: Arc::downgrade(&managed),
+                name,
+                commands: commands_rx,
+                current: None,
+                recycle_reason: None,
+                tracker,
+                restart_at: None,
+            }
+            .run(),
+        );
+        managed
     }
 
     /// The error of calls this process cannot take, with why.

@@ -124,7 +124,6 @@ impl Managed {
                         if memory > limit {
                             self.recycle(
                                 &conn,
-                                child_pid,
                                 format!(
                                 "resident memory {memory} bytes exceeded max_memory {limit} bytes"
                             ),
@@ -187,7 +186,7 @@ impl Managed {
                                 reason: reason.clone(),
                             });
                             if self.restart_enabled {
-                                self.recycle(&conn, child_pid, reason);
+                                self.recycle(&conn, reason);
                                 return;
                             }
                             failures = 0;
@@ -198,22 +197,12 @@ impl Managed {
         }
     }
 
-    /// Ends the current incarnation on the manager's initiative so supervision restarts it.
-    pub(super) fn recycle(&self, conn: &RpcConnection, child_pid: Option<u32>, reason: String) {
-        if conn.is_closed() {
-            // The incarnation ended meanwhile; supervision has it, with its own reason.
-            return;
-        }
-        tracing::warn!(process = %self.name, id = %self.id, %reason, "restarting the process");
-        *lock(&self.recycle_reason) = Some(reason.clone());
-        conn.abort(Error::ProcessExited {
-            process: self.name.clone(),
+    /// Asks the owner to end the incarnation of `conn` so that what oversees the process
+    /// restarts it, with `reason`.
+    pub(super) fn recycle(&self, conn: &Arc<RpcConnection>, reason: String) {
+        let _ = self.command(super::owner::Command::Recycle {
+            rpc: Arc::downgrade(conn),
             reason,
         });
-        // Only while it is still the published child: once supervision has reaped it, the pid
-        // may belong to another process.
-        if let Some(pid) = child_pid.filter(|pid| self.current_pid.load(Ordering::SeqCst) == *pid) {
-            signal_group(pid, libc::SIGKILL);
-        }
     }
 }

@@ -1,9 +1,11 @@
-//! Watching a running incarnation and handling its unrequested end.
+//! Handling an incarnation's unrequested end.
 //!
-//! The process does not decide its own restart: it reports the end to its [`Overseer`]. A
-//! process on its own is overseen by its restart policy, applied here; a process in a
-//! supervision tree reports to its supervisor, which decides for it and its siblings.
+//! The process does not decide its own restart: its owner reports the end to whoever
+//! oversees the process. A process on its own is overseen by its restart policy, applied
+//! here; a process in a supervision tree reports to its supervisor, which decides for it and
+//! its siblings.
 
+use super::owner::Owner;
 use super::teardown::end_incarnation;
 use super::*;
 use crate::restart_policy::Decision;
@@ -22,56 +24,29 @@ pub(crate) struct ChildExit {
     pub(crate) uptime: Duration,
 }
 
-/// Who decides what happens after an unrequested end.
-#[derive(Debug)]
-pub(crate) enum Overseer {
-    /// The process's own restart policy.
-    OwnPolicy(Mutex<RestartTracker>),
-    /// A supervisor, told through this channel which child ended and how.
-    Supervisor {
-        index: usize,
-        exits: tokio::sync::mpsc::UnboundedSender<ChildExit>,
-    },
-}
-
-impl Managed {
-    /// Watches one incarnation; on an unrequested end, reports it to the overseer.
-    pub(super) async fn supervise(
-        self: Arc<Self>,
-        mut exit: ExitReceiver,
-        rpc: Arc<RpcConnection>,
-    ) {
-        tokio::select! {
-            _ = exit.wait_for(Option::is_some) => {}
-            _ = rpc.closed() => {}
-        }
-        drop(rpc);
-        let mut slot = self.incarnation.lock().await;
-        if self.stopping.load(Ordering::SeqCst) {
-            return; // a stop or kill owns the ending
+impl Owner {
+    /// The running incarnation ended without being asked to: end it for sure, then report.
+    pub(super) async fn on_end(&mut self, m: &Arc<Managed>) {
+        if m.stopping.load(Ordering::SeqCst) {
+            // A stop or kill has begun; its command, sent right after, owns the ending.
+            tokio::task::yield_now().await;
+            return;
         }
         let Some(Incarnation {
             rpc,
             mut exit,
             control,
             ..
-        }) = slot.take()
+        }) = self.current.take()
         else {
             return;
         };
-        self.link.send_replace(Link::Down);
-        if self.stopping.load(Ordering::SeqCst) {
-            // Raised just now by a manager dropped without a runtime to finish its work, which
-            // published `Gone` before: keep callers from waiting on `Down`.
-            self.link
-                .send_replace(Link::Gone(self.unavailable("it was stopped")));
-        }
-        // Held until the incarnation has really ended, so a stop arriving now waits for it.
+        m.link.send_replace(Link::Down);
         end_incarnation(control, &mut exit, Duration::ZERO).await;
-        self.current_pid.store(0, Ordering::SeqCst);
-        lock(&self.status).pid = None;
+        m.current_pid.store(0, Ordering::SeqCst);
+        lock(&m.status).pid = None;
         let ended = exit.borrow().clone();
-        let recycled = lock(&self.recycle_reason).take();
+        let recycled = self.recycle_reason.take();
         let clean = ended.as_ref().is_some_and(|e| e.clean) && recycled.is_none();
         let reason = match (recycled, ended.as_ref()) {
             (Some(why), Some(how)) => format!("{why}; then: {how}"),
@@ -82,24 +57,23 @@ impl Managed {
         // Calls still waiting on the old connection end now, even if its socket stays open
         // (a descendant of the process may hold a copy of it).
         rpc.abort(Error::ProcessExited {
-            process: self.name.clone(),
+            process: m.name.clone(),
             reason: reason.clone(),
         });
         drop(rpc);
-        drop(slot);
-        if self.stopping.load(Ordering::SeqCst) {
+        if m.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let uptime = lock(&self.status)
+        let uptime = lock(&m.status)
             .up_since
             .map(|t| t.elapsed())
             .unwrap_or_default();
-        if let Overseer::Supervisor { index, exits } = &self.overseer {
+        if let Some(Supervised { index, exits, .. }) = &m.supervised {
             if clean {
-                tracing::info!(process = %self.name, id = %self.id, %reason, "process exited cleanly");
+                tracing::info!(process = %m.name, id = %m.id, %reason, "process exited cleanly");
                 // No longer running; the supervisor restarts it or stops it for good.
-                let attempt = lock(&self.status).restarts.saturating_add(1);
-                self.publish_course(
+                let attempt = lock(&m.status).restarts.saturating_add(1);
+                m.publish_course(
                     ProcessState::Restarting {
                         attempt,
                         delay: Duration::ZERO,
@@ -108,7 +82,7 @@ impl Managed {
                     |status| status.up_since = None,
                 );
             } else {
-                self.announce_crash(&reason);
+                m.announce_crash(&reason);
             }
             // The link stays down: callers wait for what the supervisor decides.
             let _ = exits.send(ChildExit {
@@ -119,19 +93,65 @@ impl Managed {
             });
             return;
         }
-        if clean && self.restart_on == RestartOn::OnFailure {
-            tracing::info!(process = %self.name, id = %self.id, %reason, "process exited cleanly; not restarting");
-            self.link.send_replace(Link::Gone(
-                self.unavailable(format!("it exited cleanly ({reason})")),
+        if clean && m.restart_on == RestartOn::OnFailure {
+            tracing::info!(process = %m.name, id = %m.id, %reason, "process exited cleanly; not restarting");
+            m.link.send_replace(Link::Gone(
+                m.unavailable(format!("it exited cleanly ({reason})")),
             ));
-            self.mark_stopped();
+            m.mark_stopped();
             return;
         }
-        if self.announce_crash(&reason) {
-            self.restart_after_crash(uptime, reason).await;
+        if m.announce_crash(&reason) {
+            self.decide(m, uptime, reason);
         }
     }
 
+    /// Applies the process's own restart policy after a crash (or a restart that failed):
+    /// schedule the restart, or give up for good.
+    fn decide(&mut self, m: &Managed, uptime: Duration, reason: String) {
+        let Some(tracker) = self.tracker.as_mut() else {
+            return;
+        };
+        match tracker.on_crash(Instant::now(), uptime) {
+            Decision::GiveUp { reason: why } => {
+                m.fail(format!("{why}; last crash: {reason}"));
+            }
+            Decision::Restart { attempt, delay } => {
+                let restarting = m.publish_course(
+                    ProcessState::Restarting { attempt, delay },
+                    Some(ProcessEvent::Restarting {
+                        id: m.id,
+                        attempt,
+                        delay,
+                    }),
+                    |_| {},
+                );
+                if restarting {
+                    // A stop meanwhile is a command, handled before this falls due.
+                    self.restart_at = Some(tokio::time::Instant::now() + delay);
+                }
+            }
+        }
+    }
+
+    /// The backoff is over: start again, or decide again if that fails.
+    pub(super) async fn restart_due(&mut self, m: &Arc<Managed>) {
+        if m.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        lock(&m.status).restarts += 1;
+        match self.start(m).await {
+            Ok(()) => {}
+            Err(_) if m.stopping.load(Ordering::SeqCst) => {}
+            Err(err) => {
+                tracing::warn!(process = %m.name, %err, "restart failed");
+                self.decide(m, Duration::ZERO, err.to_string());
+            }
+        }
+    }
+}
+
+impl Managed {
     /// Publishes a crash: the state, the event, the log line. Returns whether it was
     /// published (not when a stop has begun).
     pub(crate) fn announce_crash(&self, reason: &str) -> bool {
@@ -147,53 +167,5 @@ impl Managed {
             }),
             |_| {},
         )
-    }
-
-    async fn restart_after_crash(self: Arc<Self>, mut uptime: Duration, mut reason: String) {
-        loop {
-            let Overseer::OwnPolicy(tracker) = &self.overseer else {
-                return;
-            };
-            let decision = lock(tracker).on_crash(Instant::now(), uptime);
-            match decision {
-                Decision::GiveUp { reason: why } => {
-                    let why = format!("{why}; last crash: {reason}");
-                    self.fail(why);
-                    return;
-                }
-                Decision::Restart { attempt, delay } => {
-                    let restarting = self.publish_course(
-                        ProcessState::Restarting { attempt, delay },
-                        Some(ProcessEvent::Restarting {
-                            id: self.id,
-                            attempt,
-                            delay,
-                        }),
-                        |_| {},
-                    );
-                    if !restarting {
-                        return;
-                    }
-                    let mut stop_signal = self.stop_signal.subscribe();
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop_signal.wait_for(|stopped| *stopped) => return,
-                    }
-                    if self.stopping.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    lock(&self.status).restarts += 1;
-                    match self.start_incarnation().await {
-                        Ok(()) => return,
-                        Err(_) if self.stopping.load(Ordering::SeqCst) => return,
-                        Err(err) => {
-                            tracing::warn!(process = %self.name, %err, "restart failed");
-                            reason = err.to_string();
-                            uptime = Duration::ZERO;
-                        }
-                    }
-                }
-            }
-        }
     }
 }

@@ -1,115 +1,54 @@
-//! Ending incarnations: stop, kill and abandon, and the one function that makes sure an
-//! incarnation has ended.
+//! Ending incarnations: the commands that stop, kill or take down a process (their urgent
+//! part done by the caller, the rest by the process's owner), and the one function that
+//! makes sure an incarnation has ended.
 
+use super::owner::{Command, Owner};
 use super::*;
 
 impl Managed {
+    /// Sends a command to the process's owner.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the owner is gone (its runtime shut down).
+    pub(super) fn command(&self, command: Command) -> Result<(), Error> {
+        self.commands
+            .send(command)
+            .map_err(|_| self.unavailable("its runtime is gone"))
+    }
+
     /// Stops gracefully: refuse new calls, ask the process to shut down (hooks, drain within
     /// `grace`), then SIGTERM, then SIGKILL; always reaps. Never followed by a restart.
     ///
-    /// The teardown runs in its own task, so a caller that gives up on this future (a
-    /// timeout around it) does not leave the process half stopped.
-    pub(crate) async fn stop(self: &Arc<Self>, grace: Duration) {
-        let this = self.clone();
-        let _ = tokio::spawn(async move { this.stop_now(grace).await }).await;
-    }
-
-    async fn stop_now(&self, grace: Duration) {
-        if self.stopping.swap(true, Ordering::SeqCst) {
-            // Already stopping or stopped: wait for the other stop to finish its work.
-            let _guard = self.incarnation.lock().await;
-            return;
-        }
-        self.stop_signal.send_replace(true);
-        {
-            let mut status = lock(&self.status);
-            if !Self::is_final(&status.state) {
-                status.state = ProcessState::Stopping {};
+    /// The owner does the teardown, so a caller that gives up on this future (a timeout
+    /// around it) does not leave the process half stopped. A second stop waits for the
+    /// first.
+    pub(crate) async fn stop(&self, grace: Duration) {
+        if !self.stopping.swap(true, Ordering::SeqCst) {
+            self.stop_signal.send_replace(true);
+            {
+                let mut status = lock(&self.status);
+                if !Self::is_final(&status.state) {
+                    status.state = ProcessState::Stopping {};
+                }
             }
+            self.close_link("it was stopped");
         }
-        self.close_link("it was stopped");
-        let mut slot = self.incarnation.lock().await;
-        // Again under the lock: a start or a supervision that checked `stopping` just before
-        // it was raised may have published since; both publish only under this lock.
-        self.close_link("it was stopped");
-        if let Some(incarnation) = slot.take() {
-            self.end_gracefully(incarnation, grace, "it was stopped")
-                .await;
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        if self.command(Command::Stop { grace, done }).is_ok() {
+            let _ = stopped.await;
         }
-        self.current_pid.store(0, Ordering::SeqCst);
-        drop(slot);
-        self.mark_stopped();
-    }
-
-    /// Ends a taken incarnation the graceful way: ask for a shutdown (hooks, drain within
-    /// `grace`), then SIGTERM, then SIGKILL, and reap; calls still waiting end with `why`.
-    async fn end_gracefully(&self, incarnation: Incarnation, grace: Duration, why: &str) {
-        let Incarnation {
-            rpc,
-            mut exit,
-            control,
-            ..
-        } = incarnation;
-        // An attached process belongs to its orchestrator: detach, do not shut it down.
-        let answered = if self.spec.attach_to.is_some() {
-            true
-        } else {
-            let asked =
-                tokio::time::timeout(grace.saturating_add(SHUTDOWN_SLACK), rpc.shutdown(grace))
-                    .await;
-            matches!(asked, Ok(Ok(())))
-        };
-        if !answered {
-            tracing::warn!(process = %self.name, id = %self.id, "no answer to the shutdown request within the grace period");
-        }
-        rpc.abort(self.unavailable(why));
-        drop(rpc);
-        // A process that answered exits by itself; one that did not gets SIGTERM now.
-        let patience = if answered { EXIT_WAIT } else { Duration::ZERO };
-        end_incarnation(control, &mut exit, patience).await;
     }
 
     /// For a supervisor restarting this process with its siblings: ends the running
     /// incarnation gracefully (as `stop` does) but not for good: callers wait for the next
     /// incarnation, which [`Managed::restart`] starts. Returns whether an incarnation was
     /// running. Does nothing to a process that was stopped or killed.
-    pub(crate) async fn take_down(self: &Arc<Self>, grace: Duration) -> bool {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut slot = this.incarnation.lock().await;
-            if this.stopping.load(Ordering::SeqCst) {
-                return false;
-            }
-            let Some(incarnation) = slot.take() else {
-                return false;
-            };
-            this.link.send_replace(Link::Down);
-            this.publish_course(ProcessState::Stopping {}, None, |_| {});
-            this.end_gracefully(
-                incarnation,
-                grace,
-                "it is being restarted by its supervisor",
-            )
-            .await;
-            this.forget_pid(lock(&this.status).pid);
-            // Not `Stopped`, which is final: the supervisor starts it again next (or stops
-            // it for good, which then announces `Stopped`).
-            let attempt = lock(&this.status).restarts.saturating_add(1);
-            this.publish_course(
-                ProcessState::Restarting {
-                    attempt,
-                    delay: Duration::ZERO,
-                },
-                None,
-                |status| {
-                    status.pid = None;
-                    status.up_since = None;
-                },
-            );
-            true
-        })
-        .await
-        .unwrap_or(false)
+    pub(crate) async fn take_down(&self, grace: Duration) -> bool {
+        let (done, taken) = tokio::sync::oneshot::channel();
+        if self.command(Command::TakeDown { grace, done }).is_err() {
+            return false;
+        }
+        taken.await.unwrap_or(false)
     }
 
     /// For a supervisor: starts a new incarnation of a process whose last one has ended
@@ -118,20 +57,12 @@ impl Managed {
     ///
     /// # Errors
     /// As for the first start; [`Error::Unavailable`] when the process was stopped.
-    pub(crate) async fn restart(self: &Arc<Self>) -> Result<(), Error> {
+    pub(crate) async fn restart(&self) -> Result<(), Error> {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(self.unavailable("it was stopped"));
         }
         lock(&self.status).restarts += 1;
-        let this = self.clone();
-        tokio::spawn(async move { this.start_incarnation().await })
-            .await
-            .unwrap_or_else(|err| {
-                Err(Error::Spawn {
-                    process: self.name.clone(),
-                    reason: format!("the restart failed: {err}"),
-                })
-            })
+        self.start_incarnation().await
     }
 
     /// Whether a stop or kill has begun: the process never runs again.
@@ -147,19 +78,20 @@ impl Managed {
     /// Ends the process at once (SIGKILL for a child's whole group), without hooks and
     /// without restart. Does not wait behind a graceful stop in progress to send the signal.
     ///
-    /// Like `stop`, the teardown runs in its own task, so giving up on this future does not
+    /// Like `stop`, the owner finishes the teardown, so giving up on this future does not
     /// leave it half done.
-    pub(crate) async fn kill(self: &Arc<Self>) {
+    pub(crate) async fn kill(&self) {
         self.kill_signal();
-        let this = self.clone();
-        let _ = tokio::spawn(async move { this.kill_now().await }).await;
+        let (done, killed) = tokio::sync::oneshot::channel();
+        if self.command(Command::Kill { done: Some(done) }).is_ok() {
+            let _ = killed.await;
+        }
     }
 
-    /// `kill` without waiting: signals at once and finishes on the process's runtime.
-    pub(crate) fn kill_in_background(self: &Arc<Self>) {
+    /// `kill` without waiting: signals at once; the owner finishes.
+    pub(crate) fn kill_in_background(&self) {
         self.kill_signal();
-        let this = self.clone();
-        self.runtime.spawn(async move { this.kill_now().await });
+        let _ = self.command(Command::Kill { done: None });
     }
 
     /// Marks the process as ending for good and SIGKILLs the running child's group, without
@@ -174,35 +106,10 @@ impl Managed {
         }
     }
 
-    async fn kill_now(&self) {
-        let mut slot = self.incarnation.lock().await;
-        if !matches!(&*self.link.borrow(), Link::Gone(_)) {
-            self.close_link("it was killed");
-        }
-        if let Some(Incarnation {
-            rpc,
-            mut exit,
-            control,
-            ..
-        }) = slot.take()
-        {
-            rpc.abort(Error::ProcessExited {
-                process: self.name.clone(),
-                reason: "it was killed".into(),
-            });
-            drop(rpc);
-            end_incarnation(control, &mut exit, Duration::ZERO).await;
-        }
-        self.current_pid.store(0, Ordering::SeqCst);
-        drop(slot);
-        self.mark_stopped();
-    }
-
-    /// Teardown for when the manager is dropped without `shutdown`: kills a child's group
-    /// and closes a worker's or in-process instance's connection at once. When a start, stop
-    /// or supervision holds the incarnation right now, the job is finished after it on the
-    /// runtime the process was spawned on.
-    pub(crate) fn abandon(self: &Arc<Self>) {
+    /// Teardown for when the manager is dropped without `shutdown`: kills a child's group at
+    /// once; the owner closes a worker's or in-process instance's connection (or, when the
+    /// runtime is gone too, the owner's drop does).
+    pub(crate) fn abandon(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.stop_signal.send_replace(true);
         let pid = self.current_pid.load(Ordering::SeqCst);
@@ -211,26 +118,130 @@ impl Managed {
         }
         self.link
             .send_replace(Link::Gone(self.unavailable("its manager was dropped")));
-        match self.incarnation.try_lock() {
-            Ok(mut slot) => {
-                if let Some(incarnation) = slot.take() {
-                    // Closing the connection ends a worker's serving, so its thread returns.
-                    incarnation
-                        .rpc
-                        .abort(self.unavailable("its manager was dropped"));
-                    match incarnation.control {
-                        Control::Child { pid } => signal_group(pid, libc::SIGKILL),
-                        Control::Inline { task } => task.abort(),
-                        Control::Worker { .. } | Control::Attached { .. } => {}
-                    }
-                }
-            }
-            Err(_) => {
-                let this = self.clone();
-                self.runtime.spawn(async move { this.kill_now().await });
-            }
+        let _ = self.command(Command::Kill { done: None });
+    }
+}
+
+impl Owner {
+    /// The owner's part of `stop`.
+    pub(super) async fn stop(&mut self, m: &Managed, grace: Duration) {
+        self.restart_at = None;
+        // Again here: a start that checked `stopping` just before it was raised may have
+        // published since; only the owner publishes an incarnation.
+        m.close_link("it was stopped");
+        if let Some(incarnation) = self.current.take() {
+            end_gracefully(m, incarnation, grace, "it was stopped").await;
+        }
+        m.current_pid.store(0, Ordering::SeqCst);
+        m.mark_stopped();
+    }
+
+    /// The owner's part of `kill` and `abandon`.
+    pub(super) async fn kill(&mut self, m: &Managed) {
+        self.restart_at = None;
+        if !matches!(&*m.link.borrow(), Link::Gone(_)) {
+            m.close_link("it was killed");
+        }
+        if let Some(Incarnation {
+            rpc,
+            mut exit,
+            control,
+            ..
+        }) = self.current.take()
+        {
+            rpc.abort(Error::ProcessExited {
+                process: m.name.clone(),
+                reason: "it was killed".into(),
+            });
+            drop(rpc);
+            end_incarnation(control, &mut exit, Duration::ZERO).await;
+        }
+        m.current_pid.store(0, Ordering::SeqCst);
+        m.mark_stopped();
+    }
+
+    /// The owner's part of `take_down`.
+    pub(super) async fn take_down(&mut self, m: &Managed, grace: Duration) -> bool {
+        if m.stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        let Some(incarnation) = self.current.take() else {
+            return false;
+        };
+        m.link.send_replace(Link::Down);
+        m.publish_course(ProcessState::Stopping {}, None, |_| {});
+        end_gracefully(m, incarnation, grace, "it is being restarted by its supervisor").await;
+        m.forget_pid(lock(&m.status).pid);
+        // Not `Stopped`, which is final: the supervisor starts it again next (or stops it for
+        // good, which then announces `Stopped`).
+        let attempt = lock(&m.status).restarts.saturating_add(1);
+        m.publish_course(
+            ProcessState::Restarting {
+                attempt,
+                delay: Duration::ZERO,
+            },
+            None,
+            |status| {
+                status.pid = None;
+                status.up_since = None;
+            },
+        );
+        true
+    }
+
+    /// Ends the running incarnation on the manager's initiative (the monitor's verdict), so
+    /// that what oversees the process restarts it; `reason` is reported instead of the bare
+    /// exit status. Only the incarnation of `rpc` is ended: one that ended meanwhile has its
+    /// own reason.
+    pub(super) fn recycle(
+        &mut self,
+        m: &Managed,
+        rpc: &std::sync::Weak<RpcConnection>,
+        reason: String,
+    ) {
+        let Some(current) = self.current.as_ref() else {
+            return;
+        };
+        if !std::ptr::eq(Arc::as_ptr(&current.rpc), rpc.as_ptr()) || current.rpc.is_closed() {
+            return;
+        }
+        tracing::warn!(process = %m.name, id = %m.id, %reason, "restarting the process");
+        self.recycle_reason = Some(reason.clone());
+        current.rpc.abort(Error::ProcessExited {
+            process: m.name.clone(),
+            reason,
+        });
+        if let Control::Child { pid } = current.control {
+            signal_group(pid, libc::SIGKILL);
         }
     }
+}
+
+/// Ends a taken incarnation the graceful way: ask for a shutdown (hooks, drain within
+/// `grace`), then SIGTERM, then SIGKILL, and reap; calls still waiting end with `why`.
+async fn end_gracefully(m: &Managed, incarnation: Incarnation, grace: Duration, why: &str) {
+    let Incarnation {
+        rpc,
+        mut exit,
+        control,
+        ..
+    } = incarnation;
+    // An attached process belongs to its orchestrator: detach, do not shut it down.
+    let answered = if m.spec.attach_to.is_some() {
+        true
+    } else {
+        let asked =
+            tokio::time::timeout(grace.saturating_add(SHUTDOWN_SLACK), rpc.shutdown(grace)).await;
+        matches!(asked, Ok(Ok(())))
+    };
+    if !answered {
+        tracing::warn!(process = %m.name, id = %m.id, "no answer to the shutdown request within the grace period");
+    }
+    rpc.abort(m.unavailable(why));
+    drop(rpc);
+    // A process that answered exits by itself; one that did not gets SIGTERM now.
+    let patience = if answered { EXIT_WAIT } else { Duration::ZERO };
+    end_incarnation(control, &mut exit, patience).await;
 }
 
 pub(super) async fn wait_exit(exit: &mut ExitReceiver, within: Duration) -> bool {
