@@ -510,3 +510,110 @@ async fn list_shows_the_tree_with_paths() {
         .iter()
         .all(|p| matches!(p.state, ProcessState::Stopped { .. })));
 }
+
+#[tokio::test]
+async fn a_pool_after_a_crashed_child_under_rest_for_one_is_reloaded_with_fresh_members() {
+    let pm = manager();
+    let spec = SupervisorSpec::new("app")
+        .strategy(RestartStrategy::RestForOne)
+        .backoff(quick())
+        .child(lifecycle("db"))
+        .child(ChildSpec::pool::<Lifecycle>(
+            "workers",
+            LIFECYCLE,
+            PoolOptions {
+                size: 2,
+                ..Default::default()
+            },
+        ));
+    let app = pm.supervise(spec).await.expect("starts");
+    let workers = app.pool::<Lifecycle>("workers").expect("typed pool");
+    let before: Vec<ProcessId> = Pool::members(&workers);
+    assert_eq!(before.len(), 2);
+    let listed: Vec<Option<String>> = pm.list().into_iter().map(|p| p.supervisor).collect();
+    assert_eq!(
+        listed,
+        [
+            Some("app".to_owned()),
+            Some("app/db".to_owned()),
+            Some("app/workers".to_owned()),
+            Some("app/workers".to_owned()),
+            Some("app/workers".to_owned()),
+        ],
+        "the pool's entry, then its two members, under the tree"
+    );
+    let db = app.process::<Lifecycle>("db").expect("db");
+    let mut events = pm.subscribe();
+    sigkill(db.pid().await.expect("db answers"));
+    let seen = words(
+        &tree_events_until(&mut events, |seen| count(seen, "started app/workers") == 1).await,
+    );
+    assert_eq!(
+        seen,
+        [
+            "crashed app/db",
+            "restarting app/db",
+            "started app/db",
+            "started app/workers"
+        ]
+    );
+    let after: Vec<ProcessId> = Pool::members(&workers);
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().all(|id| !before.contains(id)),
+        "every member was replaced: {before:?} -> {after:?}"
+    );
+    assert!(workers.pid().await.is_ok(), "the pool handle answers");
+    assert!(matches!(
+        app.pool::<Crasher>("workers"),
+        Err(Error::NotFound(_))
+    ));
+    pm.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_pool_that_fails_as_a_whole_is_a_crashed_child_to_its_supervisor() {
+    // With restarts disabled, a member that exits fails for good and cannot be replaced.
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        grace_period: Duration::from_millis(500),
+        restart_policy: RestartPolicy {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let crashing = CrashPlan {
+        after_ms: 100,
+        code: 3,
+        marker: None,
+        first_after_ms: 0,
+    };
+    let spec = SupervisorSpec::new("app")
+        .restart_budget(1, Duration::from_secs(30))
+        .backoff(quick())
+        .child(lifecycle("a"))
+        .child(ChildSpec::pool::<Crasher>(
+            "crashers",
+            CRASHER,
+            PoolOptions {
+                size: 1,
+                spawn: SpawnOptions::default().dependencies(crashing),
+                ..Default::default()
+            },
+        ));
+    let mut events = pm.subscribe();
+    let app = pm.supervise(spec).await.expect("starts");
+    let state = tokio::time::timeout(WITHIN, app.ended())
+        .await
+        .expect("ends");
+    assert!(matches!(state, SupervisorState::Failed { .. }), "{state:?}");
+    let seen = words(&tree_events_until(&mut events, |seen| count(seen, "gave-up app") == 1).await);
+    assert!(count_words(&seen, "crashed app/crashers") >= 1, "{seen:?}");
+    assert_eq!(seen.last().map(String::as_str), Some("gave-up app"));
+    pm.shutdown().await.expect("shutdown");
+}
+
+fn count_words(seen: &[String], word: &str) -> usize {
+    seen.iter().filter(|w| *w == word).count()
+}

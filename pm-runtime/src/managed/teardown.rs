@@ -170,7 +170,13 @@ impl Owner {
         };
         m.link.send_replace(Link::Down);
         m.publish_course(ProcessState::Stopping {}, None, |_| {});
-        end_gracefully(m, incarnation, grace, "it is being restarted by its supervisor").await;
+        end_gracefully(
+            m,
+            incarnation,
+            grace,
+            "it is being restarted by its supervisor",
+        )
+        .await;
         m.forget_pid(lock(&m.status).pid);
         // Not `Stopped`, which is final: the supervisor starts it again next (or stops it for
         // good, which then announces `Stopped`).

@@ -422,11 +422,12 @@ impl ProcessManager {
         for supervisor in &supervisors {
             supervisor.list_into(&mut list);
         }
+        let in_trees: std::collections::HashSet<ProcessId> = list.iter().map(|p| p.id).collect();
         let processes: Vec<Arc<Managed>> = self.processes().clone();
         list.extend(
             processes
                 .iter()
-                .filter(|m| m.supervision.is_none())
+                .filter(|m| m.supervision.is_none() && !in_trees.contains(&m.id))
                 .map(|m| m.info()),
         );
         list

@@ -431,6 +431,11 @@ pub struct Pool<P: Process> {
 }
 
 impl<P: Process> Pool<P> {
+    /// The pool's shared core, for a supervisor holding the pool as a child.
+    pub(crate) fn core_of(pool: &Self) -> Arc<PoolCore> {
+        pool.core.clone()
+    }
+
     pub(crate) fn new(core: Arc<PoolCore>) -> Self {
         Self {
             client: P::Client::__from_caller(Caller::new(Arc::new(Route {

@@ -1,4 +1,4 @@
-//! Supervision trees: processes and nested supervisors restarted together and in order,
+//! Supervision trees: processes, pools and nested supervisors restarted together and in order,
 //! with Erlang/OTP's strategies, restart types and restart budget.
 //!
 //! A supervisor starts its children in the order of its spec, each ready (its `init` done)
@@ -16,8 +16,10 @@
 //!   ([`SupervisorState::Failed`], a [`SupervisorEvent::GaveUp`]). A nested supervisor that
 //!   fails is, to its parent, a child that crashed: the parent's strategy and budget decide.
 //!
-//! Handles to a child ([`Supervisor::process`]) keep working across its restarts: a call
-//! made while it is down waits for the next incarnation, up to its deadline.
+//! Handles to a child ([`Supervisor::process`], [`Supervisor::pool`]) keep working across its
+//! restarts: a call made while it is down waits for the next incarnation, up to its deadline.
+//! A pool child heals its own members; to its supervisor it ends only when it fails as a
+//! whole, and a group restart reloads it (see [`ChildSpec::pool`]).
 //!
 //! ```no_run
 //! use pm_runtime::prelude::*;
@@ -69,6 +71,7 @@ use tree::Node;
 pub(crate) use tree::SupervisorCore;
 
 use crate::manager::{ProcessHandle, ProcessManager};
+use crate::pool::Pool;
 use crate::process::Process;
 
 /// Where a supervisor is in its life.
@@ -174,9 +177,33 @@ impl Supervisor {
                 process: child.path.clone(),
                 reason: format!("the optional child did not start: {reason}"),
             }),
-            Node::Supervisor(_) => Err(Error::NotFound(format!(
-                "child `{}` is a supervisor, not a process",
+            Node::Supervisor(_) | Node::Pool(_) => Err(Error::NotFound(format!(
+                "child `{}` is not a process (a supervisor or a pool)",
                 child.path
+            ))),
+        }
+    }
+
+    /// A typed handle to the child pool named `name`, of process type `P`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when there is no pool child of that name, or its members run
+    /// another process type than `P`; [`Error::Unavailable`] for an optional child that could
+    /// not be started.
+    pub fn pool<P: Process>(&self, name: &str) -> Result<Pool<P>, Error> {
+        let child = self.find(name)?;
+        match &child.node {
+            Node::Pool(core) if child.type_id == Some(std::any::TypeId::of::<P>()) => {
+                Ok(Pool::new(core.clone()))
+            }
+            Node::Absent(reason) => Err(Error::Unavailable {
+                process: child.path.clone(),
+                reason: format!("the optional child did not start: {reason}"),
+            }),
+            _ => Err(Error::NotFound(format!(
+                "child `{}` is not a pool of `{}`",
+                child.path,
+                P::NAME
             ))),
         }
     }

@@ -10,6 +10,7 @@ use pm_core::{Backoff, Error};
 use crate::managed::{Managed, Supervised};
 use crate::manager::ProcessManager;
 use crate::options::SpawnOptions;
+use crate::pool::{Pool, PoolCore, PoolOptions};
 use crate::process::{BoxFuture, Process};
 
 /// Which children a supervisor restarts when one of them ends and must be restarted, as in
@@ -48,9 +49,19 @@ pub(crate) type Starter = Arc<
         + Sync,
 >;
 
+/// Starts a pool child; the process type is erased here.
+pub(crate) type PoolStarter =
+    Arc<dyn Fn(ProcessManager) -> BoxFuture<'static, Result<Arc<PoolCore>, Error>> + Send + Sync>;
+
 /// What a child is.
 #[derive(Clone)]
 pub(crate) enum ChildKind {
+    /// A pool of processes of type `type_name`.
+    Pool {
+        starter: PoolStarter,
+        type_id: TypeId,
+        type_name: &'static str,
+    },
     /// A process of type `type_name`.
     Process {
         starter: Starter,
@@ -75,6 +86,7 @@ impl std::fmt::Debug for ChildSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.kind {
             ChildKind::Process { type_name, .. } => *type_name,
+            ChildKind::Pool { type_name, .. } => type_name,
             ChildKind::Supervisor(_) => "supervisor",
         };
         f.debug_struct("ChildSpec")
@@ -113,6 +125,44 @@ impl ChildSpec {
             restart: ChildRestart::Permanent,
             optional: false,
             kind: ChildKind::Process {
+                starter,
+                type_id: TypeId::of::<P>(),
+                type_name: P::NAME,
+            },
+        }
+    }
+
+    /// A child that is a pool of processes of type `P`, started as [`ProcessManager::pool`]
+    /// would start it (every member ready before the next child starts); `options.spawn.name`
+    /// is replaced by `name`.
+    ///
+    /// The pool heals its own members (each restarted under the manager's restart policy, or
+    /// replaced), so to its supervisor it ends only when it fails as a whole: every member
+    /// failed and none could be replaced. In a group restart (`OneForAll`, `RestForOne`) a
+    /// pool is reloaded (each member replaced by a fresh process, one at a time, the pool
+    /// serving throughout) rather than stopped and started; it stops with its supervisor.
+    pub fn pool<P: Process>(
+        name: impl Into<String>,
+        binary: impl AsRef<Path>,
+        options: PoolOptions,
+    ) -> Self {
+        let name = name.into();
+        let binary = binary.as_ref().to_path_buf();
+        let mut options = options;
+        options.spawn = options.spawn.name(name.clone());
+        let starter: PoolStarter = Arc::new(move |manager: ProcessManager| {
+            let binary = binary.clone();
+            let options = options.clone();
+            Box::pin(async move {
+                let pool = manager.pool::<P>(&binary, options).await?;
+                Ok(Pool::core_of(&pool))
+            })
+        });
+        Self {
+            name,
+            restart: ChildRestart::Permanent,
+            optional: false,
+            kind: ChildKind::Pool {
                 starter,
                 type_id: TypeId::of::<P>(),
                 type_name: P::NAME,

@@ -12,6 +12,7 @@ use super::{SupervisorEvent, SupervisorState};
 use crate::events::ProcessEvent;
 use crate::managed::{ChildExit, Managed, Supervised};
 use crate::manager::ProcessManager;
+use crate::pool::PoolCore;
 use crate::process::BoxFuture;
 use crate::restart_policy::{Decision, RestartTracker};
 
@@ -19,6 +20,7 @@ use crate::restart_policy::{Decision, RestartTracker};
 #[derive(Debug, Clone)]
 pub(crate) enum Node {
     Process(Arc<Managed>),
+    Pool(Arc<PoolCore>),
     Supervisor(Arc<SupervisorCore>),
     /// An optional child that could not be started.
     Absent(String),
@@ -293,6 +295,16 @@ impl SupervisorCore {
         for child in &self.children {
             match &child.node {
                 Node::Process(managed) => out.push(managed.info()),
+                Node::Pool(core) => {
+                    let mut info = core.info();
+                    info.supervisor = Some(child.path.clone());
+                    out.push(info);
+                    out.extend(core.members().iter().map(|member| {
+                        let mut info = member.managed.info();
+                        info.supervisor = Some(child.path.clone());
+                        info
+                    }));
+                }
                 Node::Supervisor(nested) => nested.list_into(out),
                 Node::Absent(_) => {}
             }
@@ -302,7 +314,7 @@ impl SupervisorCore {
 
 fn type_id_of(child: &ChildSpec) -> Option<std::any::TypeId> {
     match &child.kind {
-        ChildKind::Process { type_id, .. } => Some(*type_id),
+        ChildKind::Process { type_id, .. } | ChildKind::Pool { type_id, .. } => Some(*type_id),
         ChildKind::Supervisor(_) => None,
     }
 }
@@ -326,6 +338,12 @@ async fn start_child(
                 .await
                 .map(Node::Process)
         }
+        ChildKind::Pool { starter, .. } => {
+            let events = manager.subscribe();
+            let core = starter(manager.clone()).await?;
+            tokio::spawn(watch_pool(core.clone(), events, index, exits.clone()));
+            Ok(Node::Pool(core))
+        }
         ChildKind::Supervisor(nested) => {
             let parent = Parent {
                 index,
@@ -340,6 +358,49 @@ async fn start_child(
             )
             .await
             .map(Node::Supervisor)
+        }
+    }
+}
+
+/// Reports a pool child's end to its supervisor: when it fails as a whole (every member failed
+/// and none could be replaced), once per failure. Ends when the pool stops or the manager is
+/// gone.
+async fn watch_pool(
+    core: Arc<PoolCore>,
+    mut events: broadcast::Receiver<ProcessEvent>,
+    index: usize,
+    exits: mpsc::UnboundedSender<ChildExit>,
+) {
+    let mut since = Instant::now();
+    let mut reported = false;
+    loop {
+        match events.recv().await {
+            Err(broadcast::error::RecvError::Closed) => return,
+            Ok(ProcessEvent::Pool { pool, event }) if pool == core.id => {
+                if event == crate::events::PoolEvent::Stopped {
+                    return;
+                }
+            }
+            // A member's end, or events missed: the pool's state may have changed.
+            Ok(ProcessEvent::Failed { .. } | ProcessEvent::Stopped { .. })
+            | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Ok(_) => continue,
+        }
+        match core.info().state {
+            ProcessState::Failed { reason } if !reported => {
+                reported = true;
+                let _ = exits.send(ChildExit {
+                    index,
+                    clean: false,
+                    reason: format!("the pool failed: {reason}"),
+                    uptime: since.elapsed(),
+                });
+            }
+            ProcessState::Running {} if reported => {
+                reported = false;
+                since = Instant::now();
+            }
+            _ => {}
         }
     }
 }
@@ -363,6 +424,7 @@ fn announce(events: &broadcast::Sender<ProcessEvent>, path: &str, event: Supervi
 async fn stop_node(node: &Node, grace: Duration) {
     match node {
         Node::Process(managed) => managed.stop(grace).await,
+        Node::Pool(core) => core.stop().await,
         Node::Supervisor(nested) => nested.stop().await,
         Node::Absent(_) => {}
     }
@@ -372,6 +434,8 @@ async fn stop_node(node: &Node, grace: Duration) {
 async fn take_down_node(node: &Node, grace: Duration) -> bool {
     match node {
         Node::Process(managed) => managed.take_down(grace).await,
+        // A pool keeps serving until its restart replaces its members.
+        Node::Pool(_) => false,
         Node::Supervisor(nested) => {
             if nested.has_ended() {
                 return false;
@@ -387,6 +451,14 @@ async fn take_down_node(node: &Node, grace: Duration) -> bool {
 async fn restart_node(node: &Node) -> Result<(), Error> {
     match node {
         Node::Process(managed) => managed.restart().await,
+        Node::Pool(core) => match core.info().state {
+            // Nothing is left to replace: the pool's own healing already gave up.
+            ProcessState::Failed { reason } => Err(Error::Unavailable {
+                process: core.name.clone(),
+                reason: format!("the pool cannot be restarted: {reason}"),
+            }),
+            _ => core.reload().await,
+        },
         Node::Supervisor(nested) => nested.restart().await,
         Node::Absent(reason) => Err(Error::Unavailable {
             process: String::new(),
@@ -400,6 +472,10 @@ async fn restart_node(node: &Node) -> Result<(), Error> {
 fn node_ended(node: &Node) -> bool {
     match node {
         Node::Process(managed) => managed.is_stopped_for_good(),
+        Node::Pool(core) => matches!(
+            core.info().state,
+            ProcessState::Stopped {} | ProcessState::Stopping {}
+        ),
         Node::Supervisor(nested) => nested.has_ended(),
         Node::Absent(_) => true,
     }
@@ -409,6 +485,7 @@ fn node_ended(node: &Node) -> bool {
 fn node_is_up(node: &Node) -> bool {
     match node {
         Node::Process(managed) => managed.is_up(),
+        Node::Pool(core) => matches!(core.info().state, ProcessState::Running {}),
         Node::Supervisor(nested) => matches!(*nested.state.borrow(), SupervisorState::Running),
         Node::Absent(_) => false,
     }
