@@ -21,7 +21,8 @@ use proc_macro::TokenStream;
 /// # Attributes
 /// - `name = "..."` (required): the process's name, as the manager and the handshake know it.
 ///   Letters, digits, `-`, `_` and `.`.
-/// - `version = "..."` (required): `MAJOR.MINOR.PATCH`, optionally with `-pre` / `+build`.
+/// - `version = "..."` (optional): `MAJOR.MINOR.PATCH`, optionally with `-pre` / `+build`;
+///   without it, the version of the crate the block is in (`CARGO_PKG_VERSION`).
 ///   The handshake refuses a client built for another version.
 /// - `crate = "path"` (optional): where `pm_runtime` is, for crates that re-export it.
 ///

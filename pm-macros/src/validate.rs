@@ -61,7 +61,8 @@ pub(crate) struct Init<'a> {
 /// Everything expansion needs.
 pub(crate) struct Plan<'a> {
     pub(crate) name: LitStr,
-    pub(crate) version: LitStr,
+    /// `None`: the crate's own version (`CARGO_PKG_VERSION`) at expansion.
+    pub(crate) version: Option<LitStr>,
     pub(crate) krate: syn::Path,
     pub(crate) self_ty: &'a Type,
     pub(crate) client: Ident,
@@ -74,7 +75,7 @@ pub(crate) struct Plan<'a> {
 /// Checks the model; `None` when any rule is broken (the errors are in `cx`).
 pub(crate) fn validate<'a>(cx: &Ctxt, args: Args, model: &Model<'a>) -> Option<Plan<'a>> {
     let name = check_name(cx, args.name, args.reported);
-    let version = check_version(cx, args.version, args.reported);
+    let version = check_version(cx, args.version);
     check_inherent(cx, model);
     // A generic impl block was just reported; its type's generics need no second error.
     let client = client_ident(
@@ -145,7 +146,7 @@ pub(crate) fn validate<'a>(cx: &Ctxt, args: Args, model: &Model<'a>) -> Option<P
 
     Some(Plan {
         name: name?,
-        version: version?,
+        version: version.ok()?,
         krate: args
             .krate
             .unwrap_or_else(|| syn::parse_quote!(::pm_runtime)),
@@ -199,15 +200,11 @@ fn is_semver(version: &str) -> bool {
         && (rest.is_empty() || rest.len() > 1)
 }
 
-fn check_version(cx: &Ctxt, version: Option<LitStr>, reported: bool) -> Option<LitStr> {
+/// The version as written, `Ok(None)` when absent (the crate's version is used), or `Err`
+/// when it is not a version (reported in `cx`).
+fn check_version(cx: &Ctxt, version: Option<LitStr>) -> Result<Option<LitStr>, ()> {
     let Some(version) = version else {
-        if !reported {
-            cx.syn_error(syn::Error::new(
-                Span::call_site(),
-                "#[process] needs a version: add `version = \"...\"`, e.g. #[process(name = \"calculator\", version = \"1.0.0\")]",
-            ));
-        }
-        return None;
+        return Ok(None);
     };
     if !is_semver(&version.value()) {
         cx.error_spanned_by(
@@ -217,9 +214,9 @@ fn check_version(cx: &Ctxt, version: Option<LitStr>, reported: bool) -> Option<L
                 version.value()
             ),
         );
-        return None;
+        return Err(());
     }
-    Some(version)
+    Ok(Some(version))
 }
 
 fn check_inherent(cx: &Ctxt, model: &Model<'_>) {
