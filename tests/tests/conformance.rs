@@ -174,53 +174,71 @@ macro_rules! conformance {
                 );
                 pm.shutdown().await.expect("shutdown");
             }
-
-            #[tokio::test]
-            async fn a_wrong_token_is_refused_and_nothing_is_dispatched() {
-                if $transport == TransportKind::Ipc {
-                    return; // a socketpair or channel has no other party to refuse
-                }
-                let pm = manager($isolation, $transport);
-                let calc = spawn(&pm).await;
-                let endpoint = pm
-                    .info(calc.id())
-                    .and_then(|i| i.endpoint)
-                    .expect("endpoint");
-                let before = calc.calls().await.expect("calls");
-                if $transport == TransportKind::Http {
-                    let request = b"POST /call/add HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer not-the-token\r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n[1,1]".to_vec();
-                    let answer = send_raw(&endpoint, request).await;
-                    let answer = String::from_utf8_lossy(&answer);
-                    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-                    assert_eq!(calc.calls().await.expect("calls"), before);
-                    pm.shutdown().await.expect("shutdown");
-                    return;
-                }
-                // Blocking I/O off the runtime: an in-process instance serves on this runtime.
-                let answer = tokio::task::spawn_blocking(move || {
-                    let mut raw = Raw::connect(&endpoint);
-                    raw.write(&hello("not-the-token"));
-                    // A call right behind the bad hello must not run.
-                    let call =
-                        pm_runtime::wire::encode_call(5, "add", None, &(1i64, 1i64), 1 << 20)
-                            .expect("encodes");
-                    raw.write(call.wire());
-                    raw.read_to_end()
-                })
-                .await
-                .expect("raw client");
-                assert!(
-                    answer.len() >= 13,
-                    "expected a reject frame, got {answer:?}"
-                );
-                assert_eq!(answer[4], FrameKind::Reject as u8);
-                let reason = String::from_utf8_lossy(&answer);
-                assert!(reason.contains("token"), "{reason}");
-                assert_eq!(calc.calls().await.expect("calls"), before);
-                pm.shutdown().await.expect("shutdown");
-            }
         }
     };
+}
+
+/// A party that connects to a process's socket with the wrong token is refused before
+/// anything is dispatched. Only for the socket transports: a socketpair or an in-memory
+/// channel has no other party that could connect.
+macro_rules! wrong_token {
+    ($name:ident, $isolation:expr, $transport:expr) => {
+    #[tokio::test]
+    async fn $name() {
+        let pm = manager($isolation, $transport);
+        let calc = spawn(&pm).await;
+        let endpoint = pm
+            .info(calc.id())
+            .and_then(|i| i.endpoint)
+            .expect("endpoint");
+        let before = calc.calls().await.expect("calls");
+        if $transport == TransportKind::Http {
+            let request = b"POST /call/add HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer not-the-token\r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n[1,1]".to_vec();
+            let answer = send_raw(&endpoint, request).await;
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+            assert_eq!(calc.calls().await.expect("calls"), before);
+            pm.shutdown().await.expect("shutdown");
+            return;
+        }
+        // Blocking I/O off the runtime: an in-process instance serves on this runtime.
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut raw = Raw::connect(&endpoint);
+            raw.write(&hello("not-the-token"));
+            // A call right behind the bad hello must not run.
+            let call =
+                pm_runtime::wire::encode_call(5, "add", None, &(1i64, 1i64), 1 << 20)
+                    .expect("encodes");
+            raw.write(call.wire());
+            raw.read_to_end()
+        })
+        .await
+        .expect("raw client");
+        assert!(
+            answer.len() >= 13,
+            "expected a reject frame, got {answer:?}"
+        );
+        assert_eq!(answer[4], FrameKind::Reject as u8);
+        let reason = String::from_utf8_lossy(&answer);
+        assert!(reason.contains("token"), "{reason}");
+        assert_eq!(calc.calls().await.expect("calls"), before);
+        pm.shutdown().await.expect("shutdown");
+    }
+    };
+}
+
+mod a_wrong_token_is_refused_and_nothing_is_dispatched {
+    use super::*;
+
+    wrong_token!(child_unix, Isolation::Child, TransportKind::Unix);
+    wrong_token!(child_tcp, Isolation::Child, TransportKind::Tcp);
+    wrong_token!(child_http, Isolation::Child, TransportKind::Http);
+    wrong_token!(worker_unix, Isolation::Worker, TransportKind::Unix);
+    wrong_token!(worker_tcp, Isolation::Worker, TransportKind::Tcp);
+    wrong_token!(worker_http, Isolation::Worker, TransportKind::Http);
+    wrong_token!(none_unix, Isolation::None, TransportKind::Unix);
+    wrong_token!(none_tcp, Isolation::None, TransportKind::Tcp);
+    wrong_token!(none_http, Isolation::None, TransportKind::Http);
 }
 
 conformance!(child_ipc, Isolation::Child, TransportKind::Ipc);
