@@ -3,6 +3,8 @@
 //! Each type here has a binary in `src/bin/` whose whole `main` is
 //! `pm_runtime::process_main!(Type)`.
 
+pub mod patterns;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

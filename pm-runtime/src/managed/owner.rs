@@ -23,8 +23,12 @@ pub(super) enum Command {
         grace: Duration,
         done: oneshot::Sender<()>,
     },
-    /// End the running incarnation at once, for good.
-    Kill { done: Option<oneshot::Sender<()>> },
+    /// End the running incarnation at once, for good. A kill nobody waits for holds the
+    /// process, so that it is handled even when the caller let go of the last handle.
+    Kill {
+        done: Option<oneshot::Sender<()>>,
+        hold: Option<Arc<Managed>>,
+    },
     /// End the running incarnation gracefully, to be started again; answer whether one ran.
     TakeDown {
         grace: Duration,
@@ -112,8 +116,9 @@ impl Owner {
                     self.stop(&managed, grace).await;
                     let _ = done.send(());
                 }
-                Event::Command(Command::Kill { done }) => {
+                Event::Command(Command::Kill { done, hold }) => {
                     self.kill(&managed).await;
+                    drop(hold);
                     if let Some(done) = done {
                         let _ = done.send(());
                     }
@@ -136,9 +141,22 @@ impl Owner {
 }
 
 impl Drop for Owner {
-    /// The process is gone (dropped, or its runtime shut down) with an incarnation still held:
-    /// end it without waiting, as a dropped manager does.
+    /// The owner is gone: the process was dropped, or the runtime it was spawned on shut
+    /// down. End what it still holds without waiting, as a dropped manager does; a process
+    /// that lives on (its runtime gone) ends for good, so its callers fail instead of waiting.
     fn drop(&mut self) {
+        if let Some(managed) = self.managed.upgrade() {
+            managed.stopping.store(true, Ordering::SeqCst);
+            managed.stop_signal.send_replace(true);
+            managed
+                .link
+                .send_replace(Link::Gone(managed.unavailable("its runtime is gone")));
+            let pid = managed.current_pid.swap(0, Ordering::SeqCst);
+            if pid != 0 {
+                signal_group(pid, libc::SIGKILL);
+            }
+            managed.mark_stopped();
+        }
         if let Some(incarnation) = self.current.take() {
             incarnation.rpc.abort(Error::Unavailable {
                 process: self.name.clone(),

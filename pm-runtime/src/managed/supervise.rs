@@ -42,6 +42,12 @@ impl Owner {
             return;
         };
         m.link.send_replace(Link::Down);
+        if m.stopping.load(Ordering::SeqCst) {
+            // A stop raised just now published `Gone`: keep its callers from waiting on
+            // `Down` until its command is handled.
+            m.link
+                .send_replace(Link::Gone(m.unavailable("it was stopped")));
+        }
         end_incarnation(control, &mut exit, Duration::ZERO).await;
         m.current_pid.store(0, Ordering::SeqCst);
         lock(&m.status).pid = None;

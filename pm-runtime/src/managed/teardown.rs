@@ -36,6 +36,10 @@ impl Managed {
         let (done, stopped) = tokio::sync::oneshot::channel();
         if self.command(Command::Stop { grace, done }).is_ok() {
             let _ = stopped.await;
+        } else {
+            // The owner is gone with its runtime, and has ended what it held.
+            self.close_link("it was stopped");
+            self.mark_stopped();
         }
     }
 
@@ -83,15 +87,26 @@ impl Managed {
     pub(crate) async fn kill(&self) {
         self.kill_signal();
         let (done, killed) = tokio::sync::oneshot::channel();
-        if self.command(Command::Kill { done: Some(done) }).is_ok() {
+        let command = Command::Kill {
+            done: Some(done),
+            hold: None,
+        };
+        if self.command(command).is_ok() {
             let _ = killed.await;
+        } else {
+            // The owner is gone with its runtime, and has ended what it held.
+            self.mark_stopped();
         }
     }
 
-    /// `kill` without waiting: signals at once; the owner finishes.
-    pub(crate) fn kill_in_background(&self) {
+    /// `kill` without waiting: signals at once; the owner finishes, holding the process
+    /// until it has (the caller may be letting go of the last handle).
+    pub(crate) fn kill_in_background(self: &Arc<Self>) {
         self.kill_signal();
-        let _ = self.command(Command::Kill { done: None });
+        let _ = self.command(Command::Kill {
+            done: None,
+            hold: Some(self.clone()),
+        });
     }
 
     /// Marks the process as ending for good and SIGKILLs the running child's group, without
@@ -116,9 +131,16 @@ impl Managed {
         if pid != 0 {
             signal_group(pid, libc::SIGKILL);
         }
-        self.link
-            .send_replace(Link::Gone(self.unavailable("its manager was dropped")));
-        let _ = self.command(Command::Kill { done: None });
+        let gone = self.unavailable("its manager was dropped");
+        // Calls in flight end now, with why, not later as a killed process's.
+        if let Link::Up(conn) = &*self.link.borrow() {
+            conn.abort(gone.clone());
+        }
+        self.link.send_replace(Link::Gone(gone));
+        let _ = self.command(Command::Kill {
+            done: None,
+            hold: None,
+        });
     }
 }
 
@@ -217,8 +239,9 @@ impl Owner {
             process: m.name.clone(),
             reason,
         });
-        if let Control::Child { pid } = current.control {
-            signal_group(pid, libc::SIGKILL);
+        // Not once it has been reaped: its pid may be another process's by now.
+        if let (Control::Child { pid }, None) = (&current.control, &*current.exit.borrow()) {
+            signal_group(*pid, libc::SIGKILL);
         }
     }
 }

@@ -1,0 +1,2 @@
+//! The `prime-counter` process binary.
+pm_runtime::process_main!(pm_examples::patterns::PrimeCounter);

@@ -1,0 +1,2 @@
+//! The `simple-service` process binary.
+pm_runtime::process_main!(pm_examples::patterns::SimpleService);

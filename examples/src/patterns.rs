@@ -1,0 +1,120 @@
+//! The processes of the runnable examples (`examples/`), one per pattern of the seed design.
+//! Each has a binary in `src/bin/` whose whole `main` is `pm_runtime::process_main!(Type)`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use pm_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// What [`SimpleService::do_work`] made of its input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkResult {
+    /// How many words the input had.
+    pub words: usize,
+    /// The input, upper-cased.
+    pub shouted: String,
+}
+
+/// Pattern 1, a simple service: no state, no dependencies, one public method. Its
+/// `#[process]` names no version, as the seed's does: it takes this crate's.
+#[derive(Debug, Default)]
+pub struct SimpleService;
+
+#[process(name = "simple-service")]
+impl SimpleService {
+    /// Does the work on `data`: counts its words and upper-cases it.
+    #[public]
+    pub async fn do_work(&self, data: String) -> WorkResult {
+        WorkResult {
+            words: data.split_whitespace().count(),
+            shouted: data.to_uppercase(),
+        }
+    }
+}
+
+/// CPU-bound work for the worker-pool example: counting primes by trial division.
+#[derive(Debug, Default)]
+pub struct PrimeCounter;
+
+#[process(name = "prime-counter", version = "1.0.0")]
+impl PrimeCounter {
+    /// How many primes lie in `from..to`, counted the slow way (on purpose: it is the work).
+    #[public]
+    pub async fn count_primes(&self, from: u64, to: u64) -> u64 {
+        (from..to).filter(|n| is_prime(*n)).count() as u64
+    }
+
+    /// The OS process doing the work.
+    #[public]
+    pub async fn pid(&self) -> u32 {
+        std::process::id()
+    }
+}
+
+fn is_prime(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2;
+    while d * d <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
+/// A key-value store: the "database" of the supervision example.
+#[derive(Debug, Default)]
+pub struct KvStore {
+    entries: Mutex<BTreeMap<String, String>>,
+}
+
+#[process(name = "kv-store", version = "1.0.0")]
+impl KvStore {
+    /// Stores `value` under `key`; returns the value it replaced.
+    #[public]
+    pub async fn put(&self, key: String, value: String) -> Option<String> {
+        self.entries
+            .lock()
+            .map(|mut entries| entries.insert(key, value))
+            .unwrap_or(None)
+    }
+
+    /// The value under `key`.
+    #[public]
+    pub async fn get(&self, key: String) -> Option<String> {
+        self.entries
+            .lock()
+            .map(|entries| entries.get(&key).cloned())
+            .unwrap_or(None)
+    }
+
+    /// The OS process serving.
+    #[public]
+    pub async fn pid(&self) -> u32 {
+        std::process::id()
+    }
+}
+
+/// The API in front of the store, in the supervision example: it is started after the store
+/// and restarted after it.
+#[derive(Debug, Default)]
+pub struct Api;
+
+#[process(name = "api", version = "1.0.0")]
+impl Api {
+    /// Answers a request for `path`.
+    #[public]
+    pub async fn handle(&self, path: String) -> String {
+        format!("200 OK {path}")
+    }
+
+    /// The OS process serving.
+    #[public]
+    pub async fn pid(&self) -> u32 {
+        std::process::id()
+    }
+}
