@@ -1,0 +1,127 @@
+//! Every runnable example runs to completion (exit code 0) and prints what it claims to show.
+//! `cargo test` builds the examples and the process binaries beside this test; each example
+//! is run as a user would run it, as its own program.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The built example `name`, beside this test's target directory.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    profile.join("examples").join(name)
+}
+
+/// Runs an example; its standard output, after checking that it succeeded.
+fn run(name: &str) -> String {
+    let path = example(name);
+    let output = Command::new(&path)
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {}: {err}", path.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn line_with<'a>(out: &'a str, needle: &str) -> &'a str {
+    out.lines()
+        .find(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{out}"))
+}
+
+#[test]
+fn simple_service_spawns_a_child_and_gets_its_work_back() {
+    let out = run("simple_service");
+    let spawned = line_with(&out, "spawned `simple-service`");
+    assert!(
+        spawned.contains(&format!("version {}", env!("CARGO_PKG_VERSION"))),
+        "{spawned}"
+    );
+    assert!(
+        out.contains(r#"-> 4 words, "HELLO FROM THE MANAGER""#),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("shut down"), "{out}");
+}
+
+#[test]
+fn worker_pool_gets_the_same_answer_from_pools_of_one_and_two() {
+    let out = run("worker_pool");
+    let primes = |line: &str| -> u64 {
+        line.split_whitespace()
+            .nth(3)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {line:?}"))
+    };
+    let one = primes(line_with(&out, "pool of 1:"));
+    let two = primes(line_with(&out, "pool of 2:"));
+    // The primes below 320 000.
+    assert_eq!(one, 27_608, "{out}");
+    assert_eq!(two, one, "{out}");
+    line_with(&out, "speed-up with 2 members:");
+}
+
+#[test]
+fn testing_runs_the_process_in_process() {
+    let out = run("testing");
+    assert!(
+        out.contains(r#"in-process (Isolation::None): do_work -> 3 words, "TESTED IN PROCESS""#),
+        "{out}"
+    );
+}
+
+#[test]
+fn supervision_restarts_the_database_then_the_api_and_stops_them_in_reverse() {
+    let out = run("supervision");
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|line| line.starts_with(needle))
+            .unwrap_or_else(|| panic!("no line starting {needle:?} in:\n{out}"))
+    };
+    // Rest-for-one: the API (started after the store) stops, the store restarts, then the API.
+    let crashed = at("app/db: crashed");
+    let api_stopped = at("app/api: stopped");
+    let db_started = at("app/db: started");
+    let api_started = at("app/api: started");
+    assert!(crashed < api_stopped && api_stopped < db_started && db_started < api_started);
+    assert!(out.contains(r#"get("greeting") -> None"#), "{out}");
+    assert!(
+        out.contains(r#"api.handle("/users") -> 200 OK /users"#),
+        "{out}"
+    );
+    // Stopped in reverse start order.
+    let tail: Vec<&str> = lines.iter().rev().take(3).rev().copied().collect();
+    assert_eq!(
+        tail,
+        [
+            "app/api: stopped",
+            "app/db: stopped",
+            "app: supervisor stopped"
+        ],
+        "{out}"
+    );
+    let pids = |line: &str| -> Vec<String> {
+        line.split_whitespace()
+            .filter(|w| w.trim_end_matches(',').parse::<u32>().is_ok())
+            .map(|w| w.trim_end_matches(',').to_owned())
+            .collect()
+    };
+    let before = pids(line_with(&out, "started app/db as pid"));
+    let after = pids(line_with(&out, "after the restart"));
+    assert_eq!(before.len(), 2, "{out}");
+    assert_eq!(after.len(), 2, "{out}");
+    assert!(
+        before[0] != after[0] && before[1] != after[1],
+        "both are new processes: {out}"
+    );
+}
