@@ -118,3 +118,86 @@ impl Api {
         std::process::id()
     }
 }
+
+/// Where [`DatabaseService`] keeps its data: its dependencies, sent by the manager to `init`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseConfig {
+    /// The SQLite database file (created when missing).
+    pub path: String,
+}
+
+/// A row of the `users` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Its id, given by the database.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+}
+
+/// A database error, returned to the caller as a typed application error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbError(pub String);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "database error: {}", self.0)
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(err: rusqlite::Error) -> Self {
+        DbError(err.to_string())
+    }
+}
+
+/// Pattern 2, a service with dependencies: `init` receives the database's location from the
+/// manager, opens a real embedded SQLite database there, and the methods query it.
+#[derive(Debug)]
+pub struct DatabaseService {
+    db: Mutex<rusqlite::Connection>,
+}
+
+#[process(name = "database-service", version = "1.0.0")]
+impl DatabaseService {
+    /// Opens (or creates) the database at `config.path` and its `users` table.
+    pub async fn init(config: DatabaseConfig) -> Result<Self, DbError> {
+        let db = rusqlite::Connection::open(&config.path)?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+        )?;
+        Ok(Self { db: Mutex::new(db) })
+    }
+
+    /// Inserts a user; its new id.
+    #[public]
+    pub async fn add_user(&self, name: String) -> Result<i64, DbError> {
+        let db = self.db.lock().map_err(|_| DbError("poisoned".into()))?;
+        db.execute("INSERT INTO users (name) VALUES (?1)", [&name])?;
+        Ok(db.last_insert_rowid())
+    }
+
+    /// Every user whose name contains `part`, by id.
+    #[public]
+    pub async fn find_users(&self, part: String) -> Result<Vec<User>, DbError> {
+        let db = self.db.lock().map_err(|_| DbError("poisoned".into()))?;
+        let mut query =
+            db.prepare("SELECT id, name FROM users WHERE name LIKE '%' || ?1 || '%' ORDER BY id")?;
+        let users = query
+            .query_map([&part], |row| {
+                Ok(User {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(users)
+    }
+
+    /// Runs one SQL statement that returns a single integer (`SELECT count(*) ...`).
+    #[public]
+    pub async fn scalar(&self, sql: String) -> Result<i64, DbError> {
+        let db = self.db.lock().map_err(|_| DbError("poisoned".into()))?;
+        Ok(db.query_row(&sql, [], |row| row.get(0))?)
+    }
+}

@@ -125,3 +125,56 @@ fn supervision_restarts_the_database_then_the_api_and_stops_them_in_reverse() {
         "both are new processes: {out}"
     );
 }
+
+#[test]
+fn database_service_opens_sqlite_in_init_and_answers_queries() {
+    let out = run("database_service");
+    line_with(&out, "database-service opened");
+    assert!(out.contains("add_user(\"adele\") -> id 3"), "{out}");
+    assert!(
+        out.contains(
+            r#"find_users("ad") -> [User { id: 1, name: "ada" }, User { id: 3, name: "adele" }]"#
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"scalar("SELECT count(*) FROM users") -> 3"#),
+        "{out}"
+    );
+    assert!(
+        line_with(&out, "a bad query ->").contains("no such column: nope"),
+        "{out}"
+    );
+    line_with(&out, "file on disk after shutdown:");
+}
+
+#[test]
+fn health_and_metrics_shows_checks_a_restart_the_table_and_prometheus_text() {
+    let out = run("health_and_metrics");
+    assert!(out.contains("health: Healthy"), "{out}");
+    assert!(out.contains("check arithmetic: Pass"), "{out}");
+    assert!(line_with(&out, "crashed:").contains("SIGKILL"), "{out}");
+    let ready = line_with(&out, "ready again: pid");
+    let pids: Vec<&str> = ready
+        .split_whitespace()
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "{ready}");
+    assert_ne!(pids[0], pids[1], "{ready}");
+    assert!(out.contains("state Running, restarts 1"), "{out}");
+    // 20 adds, one div, one pid before the crash; one add after: 23 calls, 1 error.
+    let header = out
+        .lines()
+        .position(|l| l.starts_with("| requests"))
+        .expect("table");
+    let row = out.lines().nth(header + 2).expect("row");
+    assert!(row.starts_with("| 23 | 1 |"), "{row}");
+    assert!(
+        out.contains(r#"titan_pm_calls_total{process="calculator",id="1",method="add"} 21"#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"titan_pm_restarts_total{process="calculator",id="1"} 1"#),
+        "{out}"
+    );
+}

@@ -1,0 +1,2 @@
+//! The `database-service` process binary.
+pm_runtime::process_main!(pm_examples::patterns::DatabaseService);
