@@ -201,3 +201,135 @@ impl DatabaseService {
         Ok(db.query_row(&sql, [], |row| row.get(0))?)
     }
 }
+
+/// What [`Microservice`] reports of its own application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppStats {
+    /// Ticks of its background task so far.
+    pub ticks: u64,
+    /// HTTP requests its own endpoint answered.
+    pub http_requests: u64,
+    /// Business calls it handled over RPC.
+    pub handled: u64,
+}
+
+/// The shared state of [`Microservice`]'s application.
+#[derive(Debug, Default)]
+struct AppState {
+    ticks: std::sync::atomic::AtomicU64,
+    http_requests: std::sync::atomic::AtomicU64,
+    handled: std::sync::atomic::AtomicU64,
+}
+
+/// Pattern 3, a full application inside a process: `init` starts its own HTTP endpoint and a
+/// background task; `#[on_shutdown]` stops both before the process exits. The manager only
+/// starts, calls and stops it; what the application does inside is its own business.
+#[derive(Debug)]
+pub struct Microservice {
+    state: std::sync::Arc<AppState>,
+    address: String,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+#[process(name = "microservice", version = "1.0.0")]
+impl Microservice {
+    /// Binds the HTTP endpoint on 127.0.0.1 (any free port) and starts the application's
+    /// tasks: the endpoint's accept loop and a ticker.
+    pub async fn init() -> Result<Self, String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|err| format!("cannot bind the HTTP endpoint: {err}"))?;
+        let address = listener
+            .local_addr()
+            .map_err(|err| err.to_string())?
+            .to_string();
+        let state = std::sync::Arc::new(AppState::default());
+        let http = tokio::spawn(serve_http(listener, state.clone()));
+        let ticker = tokio::spawn({
+            let state = state.clone();
+            async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_millis(20));
+                loop {
+                    every.tick().await;
+                    state
+                        .ticks
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        Ok(Self {
+            state,
+            address,
+            tasks: Mutex::new(vec![http, ticker]),
+        })
+    }
+
+    /// Where the application's own HTTP endpoint listens (`127.0.0.1:port`).
+    #[public]
+    pub async fn address(&self) -> String {
+        self.address.clone()
+    }
+
+    /// The business logic, called over RPC.
+    #[public]
+    pub async fn handle_business_logic(&self, order: String) -> String {
+        let n = self
+            .state
+            .handled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        format!("order {order:?} accepted as #{n}")
+    }
+
+    /// What the application has done so far.
+    #[public]
+    pub async fn stats(&self) -> AppStats {
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        AppStats {
+            ticks: load(&self.state.ticks),
+            http_requests: load(&self.state.http_requests),
+            handled: load(&self.state.handled),
+        }
+    }
+
+    /// Stops the application: the endpoint closes and the ticker ends.
+    #[on_shutdown]
+    pub async fn cleanup(&self) {
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut tasks| std::mem::take(&mut *tasks))
+            .unwrap_or_default();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 endpoint: every request gets the application's counters as text.
+async fn serve_http(listener: tokio::net::TcpListener, state: std::sync::Arc<AppState>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while let Ok((mut stream, _)) = listener.accept().await {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            if stream.read(&mut request).await.is_err() {
+                return;
+            }
+            let served = state
+                .http_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            let body = format!(
+                "ticks={} http_requests={served}\n",
+                state.ticks.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}

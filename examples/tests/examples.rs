@@ -1,6 +1,7 @@
 //! Every runnable example runs to completion (exit code 0) and prints what it claims to show.
 //! `cargo test` builds the examples and the process binaries beside this test; each example
-//! is run as a user would run it, as its own program.
+//! is run as a user would run it, as its own program. (A filtered run, `cargo test --test
+//! examples`, does not rebuild the examples: build them first with `cargo build --examples`.)
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -175,6 +176,32 @@ fn health_and_metrics_shows_checks_a_restart_the_table_and_prometheus_text() {
     );
     assert!(
         out.contains(r#"titan_pm_restarts_total{process="calculator",id="1"} 1"#),
+        "{out}"
+    );
+}
+
+#[test]
+fn microservice_runs_its_own_http_endpoint_and_background_task() {
+    let out = run("microservice");
+    line_with(
+        &out,
+        "the application's own HTTP endpoint: http://127.0.0.1:",
+    );
+    assert!(
+        out.contains(r#"order "2 x coffee" accepted as #1"#),
+        "{out}"
+    );
+    assert!(out.contains(r#"order "1 x tea" accepted as #2"#), "{out}");
+    assert!(
+        line_with(&out, "GET http://").contains("http_requests=1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("stats over RPC: handled 2, http requests 1, background ticks > 0: true"),
+        "{out}"
+    );
+    assert!(
+        out.contains("after shutdown: endpoint closed: true"),
         "{out}"
     );
 }
