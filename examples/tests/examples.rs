@@ -205,3 +205,28 @@ fn microservice_runs_its_own_http_endpoint_and_background_task() {
         "{out}"
     );
 }
+
+#[test]
+fn microservices_create_a_user_issue_a_signed_token_and_place_an_order() {
+    let out = run("microservices");
+    for service in ["auth", "users", "orders"] {
+        line_with(&out, &format!("service {service}"));
+    }
+    assert!(
+        out.contains(r#"-> ShopUser { id: 1, name: "ada" }"#),
+        "{out}"
+    );
+    let token = line_with(&out, "auth.generate_token -> ");
+    let signature = token.rsplit('.').next().unwrap_or_default();
+    assert_eq!(signature.len(), 64, "an HMAC-SHA256 in hex: {token}");
+    assert!(
+        out.contains(
+            r#"orders.create_order -> Order { id: 1, user: 1, items: ["keyboard", "mouse"] }"#
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("a forged token -> refused: Some(BadSignature)"),
+        "{out}"
+    );
+}

@@ -1,6 +1,8 @@
 //! The processes of the runnable examples (`examples/`), one per pattern of the seed design.
 //! Each has a binary in `src/bin/` whose whole `main` is `pm_runtime::process_main!(Type)`.
 
+pub mod shop;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 

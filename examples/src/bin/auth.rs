@@ -1,0 +1,2 @@
+//! The `auth` process binary.
+pm_runtime::process_main!(pm_examples::patterns::shop::Auth);

@@ -1,0 +1,2 @@
+//! The `users` process binary.
+pm_runtime::process_main!(pm_examples::patterns::shop::Users);
