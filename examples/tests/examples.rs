@@ -230,3 +230,34 @@ fn microservices_create_a_user_issue_a_signed_token_and_place_an_order() {
         "{out}"
     );
 }
+
+#[test]
+fn sidecars_follow_the_main_service_by_its_id_across_a_restart() {
+    let out = run("sidecar");
+    assert!(
+        out.contains("metrics sidecar: 6 requests, 1 errors"),
+        "{out}"
+    );
+    let restarted = line_with(&out, "main service restarted: pid");
+    let pids: Vec<&str> = restarted
+        .split_whitespace()
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "{restarted}");
+    let log: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("logging sidecar:"))
+        .skip(1)
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        log.first().copied(),
+        Some(format!("process 1: running pid {}", pids[0]).as_str()),
+        "{out}"
+    );
+    assert_eq!(
+        log.last().copied(),
+        Some(format!("process 1: running pid {}", pids[1]).as_str()),
+        "{out}"
+    );
+}

@@ -2,6 +2,7 @@
 //! Each has a binary in `src/bin/` whose whole `main` is `pm_runtime::process_main!(Type)`.
 
 pub mod shop;
+pub mod sidecar;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
