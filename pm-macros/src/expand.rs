@@ -35,6 +35,10 @@ pub(crate) fn process(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let cx = Ctxt::default();
     let args = parse::parse_args(&cx, args);
+    let krate: syn::Path = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::pm_runtime));
     let model = parse::parse_model(&cx, item_impl);
     let plan = validate::validate(&cx, args, &model);
     let stripped = strip_helper_attributes(item_impl);
@@ -45,9 +49,69 @@ pub(crate) fn process(args: TokenStream, item: TokenStream) -> TokenStream {
         }
         (Err(err), _) => {
             let err = to_compile_errors(err);
-            quote!(#stripped #err)
+            let fallback = generate_fallback(&krate, &item_impl.self_ty);
+            quote!(#stripped #err #fallback)
         }
         (Ok(()), None) => stripped.into_token_stream(),
+    }
+}
+
+/// What an erroneous block still gets besides its errors, as thiserror does: the client type
+/// and a `Process` impl that does nothing, so that code naming them (`CalculatorClient`,
+/// `ProcessHandle<Calculator>`, `pm.spawn::<Calculator>`) adds no errors of its own to the one
+/// real error. Never run: the crate does not compile. Nothing for a type without a plain name
+/// (that is the error then).
+fn generate_fallback(krate: &syn::Path, self_ty: &syn::Type) -> TokenStream {
+    let Some(client) = validate::client_ident(&Ctxt::default(), self_ty, false) else {
+        return TokenStream::new();
+    };
+    let p = quote!(#krate::__private);
+    let caller = local("__caller");
+    quote! {
+        #[derive(::core::clone::Clone)]
+        pub struct #client {
+            #caller: #p::Caller,
+        }
+
+        impl ::core::fmt::Debug for #client {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str(::core::stringify!(#client))
+            }
+        }
+
+        impl #p::ClientStub for #client {
+            fn __from_caller(caller: #p::Caller) -> Self {
+                Self { #caller: caller }
+            }
+
+            fn __caller(&self) -> &#p::Caller {
+                &self.#caller
+            }
+        }
+
+        impl #p::Process for #self_ty {
+            type Client = #client;
+            const NAME: &'static str = "";
+            const VERSION: &'static str = "";
+            const METHODS: &'static [#p::MethodInfo] = &[];
+
+            fn __init(
+                _: #p::RawBytes,
+            ) -> #p::BoxFuture<'static, ::core::result::Result<Self, ::std::string::String>> {
+                #p::boxed(async {
+                    ::core::result::Result::Err(::std::string::String::new())
+                })
+            }
+
+            fn __dispatch(
+                _: &#p::ProcessCell<Self>,
+                _: &str,
+                _: #p::RawBytes,
+                _: #p::ReplyTo,
+            ) -> ::core::option::Option<#p::BoxFuture<'static, #p::DispatchResult>> {
+                ::core::option::Option::None
+            }
+        }
     }
 }
 

@@ -239,7 +239,7 @@ fn check_inherent(cx: &Ctxt, model: &Model<'_>) {
 }
 
 /// `<Type>Client`, or `None` (reported when `report`) when the type is not a plain name.
-fn client_ident(cx: &Ctxt, self_ty: &Type, report: bool) -> Option<Ident> {
+pub(crate) fn client_ident(cx: &Ctxt, self_ty: &Type, report: bool) -> Option<Ident> {
     if let Type::Path(path) = self_ty {
         if path.qself.is_none() {
             if let Some(last) = path.path.segments.last() {
