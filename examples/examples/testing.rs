@@ -16,9 +16,9 @@ async fn call_in_process() -> Result<WorkResult, pm_runtime::Error> {
         isolation: Isolation::None,
         ..Default::default()
     });
-    // Under `Isolation::None` the linked type runs; the binary path is not used.
+    // Under `Isolation::None` the linked type runs: there is no binary to name.
     let service = pm
-        .spawn::<SimpleService>("unused-in-process", SpawnOptions::default())
+        .spawn_linked::<SimpleService>(SpawnOptions::default())
         .await?;
     let result = service.do_work("tested in process".into()).await;
     pm.shutdown().await?;

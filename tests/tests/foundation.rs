@@ -235,3 +235,30 @@ async fn the_process_binary_run_by_hand_explains_itself() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ProcessManager"), "{stderr}");
 }
+
+#[tokio::test]
+async fn spawn_linked_runs_the_linked_type_without_a_binary_and_refuses_child_isolation() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Worker,
+        ..Default::default()
+    });
+    let calc = pm
+        .spawn_linked::<Calculator>(SpawnOptions::default())
+        .await
+        .expect("a worker needs no binary");
+    assert_eq!(calc.add(2, 3).await.expect("add"), 5);
+    let inline = pm
+        .spawn_linked::<Calculator>(SpawnOptions::default().isolation(Isolation::None))
+        .await
+        .expect("in process");
+    assert_eq!(inline.add(1, 1).await.expect("add"), 2);
+    let refused = pm
+        .spawn_linked::<Calculator>(SpawnOptions::default().isolation(Isolation::Child))
+        .await
+        .expect_err("a child runs a binary");
+    assert!(
+        matches!(&refused, Error::Config(reason) if reason.contains("use `spawn(binary, options)`")),
+        "{refused:?}"
+    );
+    pm.shutdown().await.expect("shutdown");
+}

@@ -217,6 +217,50 @@ impl ProcessManager {
         Ok(ProcessHandle::from_managed(managed))
     }
 
+    /// Starts process type `P` as it is linked into this program, on a thread of its own
+    /// (`Isolation::Worker`) or in this runtime (`Isolation::None`), with no binary to name:
+    /// `spawn` for what needs no path. The isolation is `options`' or, without one, the
+    /// manager's.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the isolation is `Child`, which runs a binary (use
+    /// [`ProcessManager::spawn`]); otherwise the errors of `spawn`.
+    ///
+    /// ```
+    /// # use pm_runtime::prelude::*;
+    /// # #[derive(Default)] struct Greeter;
+    /// # #[process(name = "greeter")]
+    /// # impl Greeter { #[public] async fn hello(&self) -> String { "hi".into() } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pm_runtime::Error> {
+    /// let pm = ProcessManager::new(ProcessManagerConfig {
+    ///     isolation: Isolation::None,
+    ///     ..Default::default()
+    /// });
+    /// let greeter = pm.spawn_linked::<Greeter>(SpawnOptions::default()).await?;
+    /// assert_eq!(greeter.hello().await?, "hi");
+    /// pm.shutdown().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn spawn_linked<P: Process>(
+        &self,
+        options: SpawnOptions,
+    ) -> Result<ProcessHandle<P>, Error> {
+        let isolation = options.isolation.unwrap_or(self.inner.config.isolation);
+        if isolation == pm_core::Isolation::Child {
+            return Err(Error::Config(format!(
+                "`spawn_linked::<{}>` runs the linked type on a worker thread or in process; \
+                 Isolation::Child runs a binary: use `spawn(binary, options)`",
+                P::NAME
+            )));
+        }
+        let managed = self
+            .start::<P>(Path::new(""), options, None, None, None)
+            .await?;
+        Ok(ProcessHandle::from_managed(managed))
+    }
+
     /// Attaches to a process hosted elsewhere (see [`host`](crate::host)): `address` is
     /// `unix:/path`, `tcp:ip:port` or `http://ip:port`, `token` the token it was started
     /// with. The handshake checks name, version and method table as for `spawn`.
