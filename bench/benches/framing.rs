@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::StreamExt;
-use pm_runtime::wire::{encode_call, FrameDecoder, Incoming, WireError};
+use pm_core::wire::{encode_call, FrameDecoder, Incoming, WireError};
 use tarpc::tokio_util::codec::{Decoder, FramedRead};
 
 const FRAMES: u64 = 10_000;

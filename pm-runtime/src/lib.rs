@@ -75,8 +75,7 @@ pub mod supervision;
 mod token;
 pub mod trace;
 
-#[doc(hidden)]
-pub mod private;
+mod private;
 
 /// Items the `#[process]` expansion names. Not a public API.
 #[doc(hidden)]
@@ -84,13 +83,12 @@ pub mod __private {
     pub use crate::private::*;
 }
 
-pub use caller::{Caller, Invoke};
 pub use events::{PoolEvent, ProcessEvent};
 pub use host::HostOptions;
 pub use manager::{ProcessHandle, ProcessManager};
 pub use options::SpawnOptions;
 pub use pm_core::{
-    wire, Backoff, BackoffKind, CheckResult, CheckStatus, Error, HealthCheckConfig, HealthState,
+    Backoff, BackoffKind, CheckResult, CheckStatus, Error, HealthCheckConfig, HealthState,
     HealthStatus, Identity, Isolation, LatencySummary, Limits, MethodInfo, MethodMetrics,
     Monitoring, ProcessId, ProcessInfo, ProcessManagerConfig, ProcessMetrics, ProcessState,
     RemoteError, RemoteErrorKind, Resources, RestartOn, RestartPolicy, TransportKind,

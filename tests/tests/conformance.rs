@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use pm_examples::{Calculator, MathError};
 use pm_runtime::prelude::*;
-use pm_runtime::wire::{FrameBuilder, FrameKind, Hello, PROTOCOL_VERSION};
+use pm_core::wire::{FrameBuilder, FrameKind, Hello, PROTOCOL_VERSION};
 use pm_runtime::{Error, RemoteErrorKind};
 
 const CALCULATOR: &str = env!("CARGO_BIN_EXE_test-calculator");
@@ -207,7 +207,7 @@ macro_rules! wrong_token {
             raw.write(&hello("not-the-token"));
             // A call right behind the bad hello must not run.
             let call =
-                pm_runtime::wire::encode_call(5, "add", None, &(1i64, 1i64), 1 << 20)
+                pm_core::wire::encode_call(5, "add", None, &(1i64, 1i64), 1 << 20)
                     .expect("encodes");
             raw.write(call.wire());
             raw.read_to_end()

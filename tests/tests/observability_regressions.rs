@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pm_runtime::prelude::*;
 use pm_runtime::trace::{self, TraceContext};
-use pm_runtime::wire::{self, FrameBuilder, FrameKind};
+use pm_core::wire::{self, FrameBuilder, FrameKind};
 use pm_runtime::Error;
 use pm_tests::capture::captured;
 use pm_tests::{Lifecycle, PoolWorker, Tracer};
