@@ -87,7 +87,8 @@ impl HostOptions {
         std::env::remove_var(TOKEN_ENV);
         let Ok(token) = token else {
             return Some(Err(Error::Config(format!(
-                "{LISTEN_ENV} is set but {TOKEN_ENV} is not: a standalone process never serves                  without a token"
+                "{LISTEN_ENV} is set but {TOKEN_ENV} is not: a standalone process never serves \
+                 without a token"
             ))));
         };
         let mut options = Self::new(address, token);

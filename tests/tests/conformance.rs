@@ -4,9 +4,9 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use pm_core::wire::{FrameBuilder, FrameKind, Hello, PROTOCOL_VERSION};
 use pm_examples::{Calculator, MathError};
 use pm_runtime::prelude::*;
-use pm_core::wire::{FrameBuilder, FrameKind, Hello, PROTOCOL_VERSION};
 use pm_runtime::{Error, RemoteErrorKind};
 
 const CALCULATOR: &str = env!("CARGO_BIN_EXE_test-calculator");

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use pm_core::wire::{self, FrameBuilder, FrameKind};
 use pm_runtime::prelude::*;
 use pm_runtime::trace::{self, TraceContext};
-use pm_core::wire::{self, FrameBuilder, FrameKind};
 use pm_runtime::Error;
 use pm_tests::capture::captured;
 use pm_tests::{Lifecycle, PoolWorker, Tracer};

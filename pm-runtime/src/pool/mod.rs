@@ -321,7 +321,10 @@ impl PoolCore {
 fn counts_as_failure(result: &Result<Frame, Error>) -> Option<bool> {
     match result {
         Ok(_) => Some(false),
-        Err(Error::Overloaded { .. } | Error::CircuitOpen { .. }) => None,
+        // `Protocol`: a call the member refused as malformed (an unknown method, undecodable
+        // or oversized arguments, which the client reports as `Protocol`), or arguments too
+        // large to send: the call's fault, not the member's.
+        Err(Error::Overloaded { .. } | Error::CircuitOpen { .. } | Error::Protocol(_)) => None,
         Err(err) => match err.remote_kind() {
             Some(
                 RemoteErrorKind::Application
@@ -553,5 +556,23 @@ impl<P: Process> std::ops::Deref for Pool<P> {
 
     fn deref(&self) -> &P::Client {
         &self.client
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_refused_as_malformed_say_nothing_about_a_members_health() {
+        let refused = Err(Error::Protocol(
+            "`calculator` refused the call to `nope`: unknown method".into(),
+        ));
+        assert_eq!(counts_as_failure(&refused), None);
+        let gone = Err(Error::ProcessExited {
+            process: "calculator".into(),
+            reason: "killed by signal 9".into(),
+        });
+        assert_eq!(counts_as_failure(&gone), Some(true));
     }
 }
