@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use pm_runtime::prelude::*;
 use pm_runtime::{
-    ChildRestart, ChildSpec, Error, RestartStrategy, Supervisor, SupervisorEvent, SupervisorSpec,
-    SupervisorState,
+    ChildRestart, ChildSpec, Error, RestartStrategy, Supervisor, SupervisorSpec, SupervisorState,
 };
+use pm_tests::tree::{count, sigkill, words_until};
 use pm_tests::{pid_alive, wait_dead, CrashPlan, Crasher, Lifecycle};
-use tokio::sync::broadcast;
 
 const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
 const CRASHER: &str = env!("CARGO_BIN_EXE_test-crasher");
@@ -33,7 +32,7 @@ fn quick() -> Backoff {
 }
 
 fn lifecycle(name: &str) -> ChildSpec {
-    ChildSpec::process::<Lifecycle>(name, LIFECYCLE, SpawnOptions::default())
+    pm_tests::tree::lifecycle(name, LIFECYCLE)
 }
 
 /// A supervisor `app` over three lifecycle children `a`, `b`, `c`.
@@ -47,48 +46,6 @@ fn abc(strategy: RestartStrategy) -> SupervisorSpec {
         .child(lifecycle("c"))
 }
 
-/// The supervision events (path, event) seen until `done` holds for them all, at most `WITHIN`.
-async fn tree_events_until(
-    events: &mut broadcast::Receiver<ProcessEvent>,
-    mut done: impl FnMut(&[(String, SupervisorEvent)]) -> bool,
-) -> Vec<(String, SupervisorEvent)> {
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    while !done(&seen) {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(ProcessEvent::Supervisor { path, event })) => seen.push((path, event)),
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => panic!("events lost: {err}; seen {seen:?}"),
-            Err(_) => panic!("timed out; seen {seen:?}"),
-        }
-    }
-    seen
-}
-
-/// The events as short words, `stopped app/c`, for order assertions.
-fn words(seen: &[(String, SupervisorEvent)]) -> Vec<String> {
-    seen.iter()
-        .map(|(path, event)| {
-            let what = match event {
-                SupervisorEvent::ChildStarted { .. } => "started",
-                SupervisorEvent::ChildSkipped { .. } => "skipped",
-                SupervisorEvent::ChildCrashed { .. } => "crashed",
-                SupervisorEvent::ChildExited => "exited",
-                SupervisorEvent::ChildRestarting { .. } => "restarting",
-                SupervisorEvent::ChildStopped => "stopped",
-                SupervisorEvent::GaveUp { .. } => "gave-up",
-                SupervisorEvent::Stopped => "supervisor-stopped",
-                _ => "other",
-            };
-            format!("{what} {path}")
-        })
-        .collect()
-}
-
-fn count(seen: &[(String, SupervisorEvent)], word: &str) -> usize {
-    words(seen).iter().filter(|w| *w == word).count()
-}
-
 async fn pids(app: &Supervisor) -> [u32; 3] {
     let mut out = [0; 3];
     for (slot, name) in out.iter_mut().zip(["a", "b", "c"]) {
@@ -96,11 +53,6 @@ async fn pids(app: &Supervisor) -> [u32; 3] {
         *slot = child.pid().await.expect("answers");
     }
     out
-}
-
-fn sigkill(pid: u32) {
-    // SAFETY: signalling a child process this test started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
 }
 
 /// Kills `b` and returns the pids before and after, and the events until the last expected
@@ -113,16 +65,12 @@ async fn kill_b(
     let mut events = pm.subscribe();
     let before = pids(app).await;
     sigkill(before[1]);
-    let seen = tree_events_until(&mut events, |seen| {
-        words(seen)
-            .iter()
-            .filter(|w| w.starts_with("started"))
-            .count()
-            >= starts
+    let seen = words_until(&mut events, |seen| {
+        seen.iter().filter(|w| w.starts_with("started")).count() >= starts
     })
     .await;
     let after = pids(app).await;
-    (before, after, words(&seen))
+    (before, after, seen)
 }
 
 #[tokio::test]
@@ -206,12 +154,12 @@ async fn a_transient_child_is_restarted_after_a_crash_but_not_after_a_clean_exit
     let mut events = pm.subscribe();
     let first = t.pid().await.expect("answers");
     sigkill(first);
-    tree_events_until(&mut events, |seen| count(seen, "started app/t") == 1).await;
+    words_until(&mut events, |seen| count(seen, "started app/t") == 1).await;
     let second = t.pid().await.expect("answers after the crash");
     assert_ne!(second, first);
 
     let _ = t.exit_soon(0).await;
-    let seen = tree_events_until(&mut events, |seen| count(seen, "stopped app/t") == 1).await;
+    let seen = words_until(&mut events, |seen| count(seen, "stopped app/t") == 1).await;
     assert!(count(&seen, "exited app/t") == 1, "{seen:?}");
     assert_eq!(count(&seen, "restarting app/t"), 0, "a clean exit is final");
     assert!(wait_dead(second, WITHIN).await);
@@ -234,7 +182,7 @@ async fn a_temporary_child_is_never_restarted_not_even_with_its_group() {
     let mut events = pm.subscribe();
     // A's crash takes the temporary child down with the group, and it stays down.
     sigkill(a.pid().await.expect("answers"));
-    let seen = tree_events_until(&mut events, |seen| count(seen, "started app/a") == 1).await;
+    let seen = words_until(&mut events, |seen| count(seen, "started app/a") == 1).await;
     assert_eq!(count(&seen, "started app/tmp"), 0, "{seen:?}");
     assert!(wait_dead(tmp_pid, WITHIN).await);
     assert!(
@@ -282,7 +230,7 @@ async fn a_crash_loop_exhausts_the_budget_and_the_supervisor_stops_its_children_
         .await
         .expect("ends");
     assert!(matches!(state, SupervisorState::Failed { .. }), "{state:?}");
-    let seen = words(&tree_events_until(&mut events, |seen| count(seen, "gave-up app") == 1).await);
+    let seen = words_until(&mut events, |seen| count(seen, "gave-up app") == 1).await;
     assert_eq!(
         seen.iter().filter(|w| *w == "crashed app/crasher").count(),
         3
@@ -331,8 +279,7 @@ async fn a_nested_supervisor_that_gives_up_is_restarted_by_its_parent() {
     let (a_pid, x_pid) = (a.pid().await.expect("a"), x.pid().await.expect("x"));
     let mut events = pm.subscribe();
     sigkill(x_pid);
-    let seen =
-        words(&tree_events_until(&mut events, |seen| count(seen, "started app/inner") == 1).await);
+    let seen = words_until(&mut events, |seen| count(seen, "started app/inner") == 1).await;
     assert_eq!(
         seen,
         [
@@ -368,12 +315,10 @@ async fn stopping_the_tree_stops_children_in_reverse_order_and_leaves_no_process
     let before = pids(&app).await;
     let mut events = pm.subscribe();
     app.stop().await;
-    let seen = words(
-        &tree_events_until(&mut events, |seen| {
-            count(seen, "supervisor-stopped app") == 1
-        })
-        .await,
-    );
+    let seen = words_until(&mut events, |seen| {
+        count(seen, "supervisor-stopped app") == 1
+    })
+    .await;
     assert_eq!(
         seen,
         [
@@ -439,8 +384,7 @@ async fn a_critical_child_that_cannot_start_fails_the_start_and_stops_those_befo
         .await
         .expect_err("a critical child is missing");
     assert!(matches!(err, Error::Spawn { .. }), "{err:?}");
-    let seen =
-        words(&tree_events_until(&mut events, |seen| count(seen, "stopped app/a") == 1).await);
+    let seen = words_until(&mut events, |seen| count(seen, "stopped app/a") == 1).await;
     assert_eq!(seen, ["started app/a", "stopped app/a"]);
     assert!(pm
         .list()
@@ -545,9 +489,7 @@ async fn a_pool_after_a_crashed_child_under_rest_for_one_is_reloaded_with_fresh_
     let db = app.process::<Lifecycle>("db").expect("db");
     let mut events = pm.subscribe();
     sigkill(db.pid().await.expect("db answers"));
-    let seen = words(
-        &tree_events_until(&mut events, |seen| count(seen, "started app/workers") == 1).await,
-    );
+    let seen = words_until(&mut events, |seen| count(seen, "started app/workers") == 1).await;
     assert_eq!(
         seen,
         [
@@ -608,12 +550,8 @@ async fn a_pool_that_fails_as_a_whole_is_a_crashed_child_to_its_supervisor() {
         .await
         .expect("ends");
     assert!(matches!(state, SupervisorState::Failed { .. }), "{state:?}");
-    let seen = words(&tree_events_until(&mut events, |seen| count(seen, "gave-up app") == 1).await);
-    assert!(count_words(&seen, "crashed app/crashers") >= 1, "{seen:?}");
+    let seen = words_until(&mut events, |seen| count(seen, "gave-up app") == 1).await;
+    assert!(count(&seen, "crashed app/crashers") >= 1, "{seen:?}");
     assert_eq!(seen.last().map(String::as_str), Some("gave-up app"));
     pm.shutdown().await.expect("shutdown");
-}
-
-fn count_words(seen: &[String], word: &str) -> usize {
-    seen.iter().filter(|w| *w == word).count()
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use pm_runtime::prelude::*;
 use pm_runtime::{
-    ChildRestart, ChildSpec, RestartStrategy, Supervisor, SupervisorEvent, SupervisorSpec,
-    SupervisorState,
+    ChildRestart, ChildSpec, RestartStrategy, Supervisor, SupervisorSpec, SupervisorState,
 };
+use pm_tests::tree::{sigkill, word, words_until};
 use pm_tests::{pid_alive, wait_dead, Lifecycle, SlowStart};
 use tokio::sync::broadcast;
 
@@ -46,45 +46,7 @@ fn fixed(delay: Duration) -> Backoff {
 }
 
 fn lifecycle(name: &str) -> ChildSpec {
-    ChildSpec::process::<Lifecycle>(name, LIFECYCLE, SpawnOptions::default())
-}
-
-fn sigkill(pid: u32) {
-    // SAFETY: signalling a child process this test started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-}
-
-fn word(path: &str, event: &SupervisorEvent) -> String {
-    let what = match event {
-        SupervisorEvent::ChildStarted { .. } => "started",
-        SupervisorEvent::ChildSkipped { .. } => "skipped",
-        SupervisorEvent::ChildCrashed { .. } => "crashed",
-        SupervisorEvent::ChildExited => "exited",
-        SupervisorEvent::ChildRestarting { .. } => "restarting",
-        SupervisorEvent::ChildStopped => "stopped",
-        SupervisorEvent::GaveUp { .. } => "gave-up",
-        SupervisorEvent::Stopped => "supervisor-stopped",
-        _ => "other",
-    };
-    format!("{what} {path}")
-}
-
-/// The supervision events, as `started app/c` words, until `done` holds for them.
-async fn words_until(
-    events: &mut broadcast::Receiver<ProcessEvent>,
-    mut done: impl FnMut(&[String]) -> bool,
-) -> Vec<String> {
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    while !done(&seen) {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(ProcessEvent::Supervisor { path, event })) => seen.push(word(&path, &event)),
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => panic!("events lost: {err}; seen {seen:?}"),
-            Err(_) => panic!("timed out; seen {seen:?}"),
-        }
-    }
-    seen
+    pm_tests::tree::lifecycle(name, LIFECYCLE)
 }
 
 fn has(seen: &[String], w: &str) -> bool {
