@@ -59,7 +59,9 @@
 //! # }
 //! ```
 
+mod node;
 mod spec;
+mod task;
 mod tree;
 
 use std::sync::Arc;

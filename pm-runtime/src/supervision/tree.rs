@@ -1,20 +1,22 @@
-//! One supervisor's state, owned by one task: its children, its restart budget, and what it
-//! does when a child ends, when its parent restarts it, and when it is stopped.
+//! A running supervisor's shared core: its children (fixed once started), its published
+//! state, and the commands its task takes. The task itself is in `task`; what is done to one
+//! child's slot is in `node`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pm_core::{Error, ProcessId, ProcessInfo, ProcessState};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::spec::{ChildKind, ChildRestart, ChildSpec, RestartStrategy, SupervisorSpec};
+use super::node::*;
+use super::spec::{ChildRestart, SupervisorSpec};
+use super::task::*;
 use super::{SupervisorEvent, SupervisorState};
-use crate::events::ProcessEvent;
-use crate::managed::{ChildExit, Managed, Supervised};
+use crate::managed::{ChildExit, Managed};
 use crate::manager::ProcessManager;
 use crate::pool::PoolCore;
 use crate::process::BoxFuture;
-use crate::restart_policy::{Decision, RestartTracker};
+use crate::restart_policy::RestartTracker;
 
 /// What runs in a child's slot.
 #[derive(Debug, Clone)]
@@ -37,7 +39,7 @@ pub(crate) struct Child {
 }
 
 /// Asked of a supervisor's task by its parent or its handle.
-enum Command {
+pub(super) enum Command {
     /// Stop every child in reverse order, but not for good: the parent restarts this
     /// supervisor next.
     TakeDown(oneshot::Sender<()>),
@@ -64,35 +66,20 @@ pub(crate) struct SupervisorCore {
     pub(crate) path: String,
     pub(crate) children: Vec<Child>,
     pub(crate) state: watch::Sender<SupervisorState>,
-    commands: mpsc::UnboundedSender<Command>,
+    pub(super) commands: mpsc::UnboundedSender<Command>,
     /// Raised when the manager is dropped: the task ends without touching anything.
-    abandoned: watch::Sender<bool>,
+    pub(super) abandoned: watch::Sender<bool>,
     /// Raised by `stop` before its command is sent, so a restart waiting out its backoff
     /// gives way to the stop at once.
-    stop_requested: watch::Sender<bool>,
-    restarts: Mutex<u32>,
-    since: Mutex<Instant>,
+    pub(super) stop_requested: watch::Sender<bool>,
+    pub(super) restarts: Mutex<u32>,
+    pub(super) since: Mutex<Instant>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// What the task owns besides the core.
-struct Task {
-    core: Arc<SupervisorCore>,
-    strategy: RestartStrategy,
-    policy: pm_core::RestartPolicy,
-    tracker: RestartTracker,
-    exits: mpsc::UnboundedReceiver<ChildExit>,
-    /// For starts that fail during a restart: they are handled as the child's next exit.
-    own_exits: mpsc::UnboundedSender<ChildExit>,
-    commands: mpsc::UnboundedReceiver<Command>,
-    events: broadcast::Sender<ProcessEvent>,
-    parent: Option<Parent>,
-    grace: Duration,
 }
 
 impl SupervisorCore {
@@ -216,14 +203,14 @@ impl SupervisorCore {
         }
     }
 
-    async fn take_down(&self) {
+    pub(super) async fn take_down(&self) {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::TakeDown(tx)).is_ok() {
             let _ = rx.await;
         }
     }
 
-    async fn restart(&self) -> Result<(), Error> {
+    pub(super) async fn restart(&self) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::Restart(tx))
@@ -309,417 +296,5 @@ impl SupervisorCore {
                 Node::Absent(_) => {}
             }
         }
-    }
-}
-
-fn type_id_of(child: &ChildSpec) -> Option<std::any::TypeId> {
-    match &child.kind {
-        ChildKind::Process { type_id, .. } | ChildKind::Pool { type_id, .. } => Some(*type_id),
-        ChildKind::Supervisor(_) => None,
-    }
-}
-
-async fn start_child(
-    manager: &ProcessManager,
-    child: &ChildSpec,
-    path: &str,
-    index: usize,
-    exits: &mpsc::UnboundedSender<ChildExit>,
-    started_at: u64,
-) -> Result<Node, Error> {
-    match &child.kind {
-        ChildKind::Process { starter, .. } => {
-            let supervised = Supervised {
-                path: format!("{path}/{}", child.name),
-                index,
-                exits: exits.clone(),
-            };
-            starter(manager.clone(), supervised)
-                .await
-                .map(Node::Process)
-        }
-        ChildKind::Pool { starter, .. } => {
-            let events = manager.subscribe();
-            let core = starter(manager.clone()).await?;
-            tokio::spawn(watch_pool(core.clone(), events, index, exits.clone()));
-            Ok(Node::Pool(core))
-        }
-        ChildKind::Supervisor(nested) => {
-            let parent = Parent {
-                index,
-                exits: exits.clone(),
-            };
-            SupervisorCore::start(
-                manager.clone(),
-                nested.clone(),
-                Some(path),
-                Some(parent),
-                started_at,
-            )
-            .await
-            .map(Node::Supervisor)
-        }
-    }
-}
-
-/// Reports a pool child's end to its supervisor: when it fails as a whole (every member failed
-/// and none could be replaced), once per failure. Ends when the pool stops or the manager is
-/// gone.
-async fn watch_pool(
-    core: Arc<PoolCore>,
-    mut events: broadcast::Receiver<ProcessEvent>,
-    index: usize,
-    exits: mpsc::UnboundedSender<ChildExit>,
-) {
-    let mut since = Instant::now();
-    let mut reported = false;
-    loop {
-        match events.recv().await {
-            Err(broadcast::error::RecvError::Closed) => return,
-            Ok(ProcessEvent::Pool { pool, event }) if pool == core.id => {
-                if event == crate::events::PoolEvent::Stopped {
-                    return;
-                }
-            }
-            // A member's end, or events missed: the pool's state may have changed.
-            Ok(ProcessEvent::Failed { .. } | ProcessEvent::Stopped { .. })
-            | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Ok(_) => continue,
-        }
-        match core.info().state {
-            ProcessState::Failed { reason } if !reported => {
-                reported = true;
-                let _ = exits.send(ChildExit {
-                    index,
-                    clean: false,
-                    reason: format!("the pool failed: {reason}"),
-                    uptime: since.elapsed(),
-                });
-            }
-            ProcessState::Running {} if reported => {
-                reported = false;
-                since = Instant::now();
-            }
-            _ => {}
-        }
-    }
-}
-
-fn started_event(node: &Node) -> SupervisorEvent {
-    let pid = match node {
-        Node::Process(managed) => managed.info().pid,
-        _ => None,
-    };
-    SupervisorEvent::ChildStarted { pid }
-}
-
-fn announce(events: &broadcast::Sender<ProcessEvent>, path: &str, event: SupervisorEvent) {
-    let _ = events.send(ProcessEvent::Supervisor {
-        path: path.to_owned(),
-        event,
-    });
-}
-
-/// Ends what runs in a slot for good.
-async fn stop_node(node: &Node, grace: Duration) {
-    match node {
-        Node::Process(managed) => managed.stop(grace).await,
-        Node::Pool(core) => core.stop().await,
-        Node::Supervisor(nested) => nested.stop().await,
-        Node::Absent(_) => {}
-    }
-}
-
-/// Ends what runs in a slot so that it can be started again; whether anything was running.
-async fn take_down_node(node: &Node, grace: Duration) -> bool {
-    match node {
-        Node::Process(managed) => managed.take_down(grace).await,
-        // A pool keeps serving until its restart replaces its members.
-        Node::Pool(_) => false,
-        Node::Supervisor(nested) => {
-            if nested.has_ended() {
-                return false;
-            }
-            nested.take_down().await;
-            true
-        }
-        Node::Absent(_) => false,
-    }
-}
-
-/// Starts again what runs in a slot.
-async fn restart_node(node: &Node) -> Result<(), Error> {
-    match node {
-        Node::Process(managed) => managed.restart().await,
-        Node::Pool(core) => match core.info().state {
-            // Nothing is left to replace: the pool's own healing already gave up.
-            ProcessState::Failed { reason } => Err(Error::Unavailable {
-                process: core.name.clone(),
-                reason: format!("the pool cannot be restarted: {reason}"),
-            }),
-            _ => core.reload().await,
-        },
-        Node::Supervisor(nested) => nested.restart().await,
-        Node::Absent(reason) => Err(Error::Unavailable {
-            process: String::new(),
-            reason: reason.clone(),
-        }),
-    }
-}
-
-/// Whether what runs in a slot has ended for good (stopped by its user, a child that will
-/// not be restarted, a nested supervisor that was stopped): it stays out of group restarts.
-fn node_ended(node: &Node) -> bool {
-    match node {
-        Node::Process(managed) => managed.is_stopped_for_good(),
-        Node::Pool(core) => matches!(
-            core.info().state,
-            ProcessState::Stopped {} | ProcessState::Stopping {}
-        ),
-        Node::Supervisor(nested) => nested.has_ended(),
-        Node::Absent(_) => true,
-    }
-}
-
-/// Whether what runs in a slot is up (a queued exit for it is stale then).
-fn node_is_up(node: &Node) -> bool {
-    match node {
-        Node::Process(managed) => managed.is_up(),
-        Node::Pool(core) => matches!(core.info().state, ProcessState::Running {}),
-        Node::Supervisor(nested) => matches!(*nested.state.borrow(), SupervisorState::Running),
-        Node::Absent(_) => false,
-    }
-}
-
-/// Returns once the flag is raised (never, if its sender is dropped first).
-async fn until_raised(flag: &mut watch::Receiver<bool>) {
-    if flag.wait_for(|raised| *raised).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-impl Task {
-    async fn run(mut self) {
-        let mut abandoned = self.core.abandoned.subscribe();
-        loop {
-            tokio::select! {
-                () = until_raised(&mut abandoned) => return,
-                Some(exit) = self.exits.recv() => {
-                    if self.on_exit(exit).await.is_break() {
-                        return;
-                    }
-                }
-                Some(command) = self.commands.recv() => match command {
-                    Command::TakeDown(reply) => {
-                        self.take_down_all().await;
-                        self.core.state.send_replace(SupervisorState::Restarting);
-                        let _ = reply.send(());
-                    }
-                    Command::Restart(reply) => {
-                        let started = self.start_all().await;
-                        let _ = reply.send(started);
-                    }
-                    Command::Stop(reply) => {
-                        self.stop_all().await;
-                        let _ = reply.send(());
-                        return;
-                    }
-                },
-                else => return,
-            }
-        }
-    }
-
-    fn announce(&self, path: &str, event: SupervisorEvent) {
-        announce(&self.events, path, event);
-    }
-
-    fn child(&self, index: usize) -> Option<&Child> {
-        self.core.children.get(index)
-    }
-
-    /// Handles one child's unrequested end; `Break` when the supervisor has ended.
-    async fn on_exit(&mut self, exit: ChildExit) -> std::ops::ControlFlow<()> {
-        use std::ops::ControlFlow::{Break, Continue};
-        if !matches!(*self.core.state.borrow(), SupervisorState::Running)
-            || *self.core.stop_requested.borrow()
-        {
-            // Taken down by the parent, failed, or stopping: nothing to restart.
-            return Continue(());
-        }
-        let Some(child) = self.child(exit.index) else {
-            return Continue(());
-        };
-        if node_is_up(&child.node) || node_ended(&child.node) {
-            // Restarted with a group since it ended, or stopped for good since.
-            return Continue(());
-        }
-        let path = child.path.clone();
-        let restart = match child.restart {
-            ChildRestart::Permanent => true,
-            ChildRestart::Transient => !exit.clean,
-            ChildRestart::Temporary => false,
-        };
-        self.announce(
-            &path,
-            if exit.clean {
-                SupervisorEvent::ChildExited
-            } else {
-                SupervisorEvent::ChildCrashed {
-                    reason: exit.reason.clone(),
-                }
-            },
-        );
-        if !restart {
-            stop_node(&child.node, self.grace).await;
-            self.announce(&path, SupervisorEvent::ChildStopped);
-            return Continue(());
-        }
-        let (attempt, delay) = match self.tracker.on_crash(Instant::now(), exit.uptime) {
-            Decision::Restart { attempt, delay } => (attempt, delay),
-            Decision::GiveUp { reason } => {
-                let reason = format!("{reason}; last: `{path}` {}", exit.reason);
-                self.give_up(reason).await;
-                return if self.parent.is_some() {
-                    Continue(())
-                } else {
-                    Break(())
-                };
-            }
-        };
-        let count = self.core.children.len();
-        let group: Vec<usize> = match self.strategy {
-            RestartStrategy::OneForOne => vec![exit.index],
-            RestartStrategy::OneForAll => (0..count).collect(),
-            RestartStrategy::RestForOne => (exit.index..count).collect(),
-        };
-        for &index in group.iter().rev() {
-            if index == exit.index {
-                continue;
-            }
-            if let Some(sibling) = self.child(index) {
-                if take_down_node(&sibling.node, self.grace).await {
-                    self.announce(&sibling.path, SupervisorEvent::ChildStopped);
-                }
-            }
-        }
-        self.announce(&path, SupervisorEvent::ChildRestarting { attempt, delay });
-        *lock(&self.core.restarts) += 1;
-        let mut abandoned = self.core.abandoned.subscribe();
-        let mut stop = self.core.stop_requested.subscribe();
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            () = until_raised(&mut abandoned) => return Break(()),
-            // The stop command is next in the queue; the group stays down for it.
-            () = until_raised(&mut stop) => return Continue(()),
-        }
-        for &index in &group {
-            let Some(child) = self.child(index) else {
-                continue;
-            };
-            if index != exit.index && child.restart == ChildRestart::Temporary {
-                // Terminated with the group and never restarted.
-                stop_node(&child.node, self.grace).await;
-                continue;
-            }
-            if node_ended(&child.node) {
-                continue;
-            }
-            match restart_node(&child.node).await {
-                Ok(()) => {
-                    let event = started_event(&child.node);
-                    self.announce(&child.path, event);
-                }
-                Err(err) => {
-                    // Handled as this child's next end: the strategy and the budget apply.
-                    tracing::warn!(child = %child.path, %err, "restart failed");
-                    let _ = self.own_exits.send(ChildExit {
-                        index,
-                        clean: false,
-                        reason: format!("its restart failed: {err}"),
-                        uptime: Duration::ZERO,
-                    });
-                    break;
-                }
-            }
-        }
-        Continue(())
-    }
-
-    /// The budget is exhausted: stop the children in reverse order and fail; a nested
-    /// supervisor then reports to its parent, which decides.
-    async fn give_up(&mut self, reason: String) {
-        tracing::error!(supervisor = %self.core.path, %reason, "supervisor gave up");
-        if self.parent.is_some() {
-            self.take_down_all().await;
-        } else {
-            self.stop_children().await;
-        }
-        self.core.state.send_replace(SupervisorState::Failed {
-            reason: reason.clone(),
-        });
-        self.announce(
-            &self.core.path.clone(),
-            SupervisorEvent::GaveUp {
-                reason: reason.clone(),
-            },
-        );
-        if let Some(parent) = &self.parent {
-            let uptime = lock(&self.core.since).elapsed();
-            let _ = parent.exits.send(ChildExit {
-                index: parent.index,
-                clean: false,
-                reason: format!("supervisor `{}` gave up: {reason}", self.core.path),
-                uptime,
-            });
-        }
-    }
-
-    async fn take_down_all(&mut self) {
-        for child in self.core.children.iter().rev() {
-            if take_down_node(&child.node, self.grace).await {
-                announce(&self.events, &child.path, SupervisorEvent::ChildStopped);
-            }
-        }
-    }
-
-    async fn stop_children(&mut self) {
-        for child in self.core.children.iter().rev() {
-            let running = node_is_up(&child.node);
-            stop_node(&child.node, self.grace).await;
-            if running {
-                announce(&self.events, &child.path, SupervisorEvent::ChildStopped);
-            }
-        }
-    }
-
-    async fn stop_all(&mut self) {
-        self.stop_children().await;
-        if !matches!(*self.core.state.borrow(), SupervisorState::Failed { .. }) {
-            self.core.state.send_replace(SupervisorState::Stopped);
-        }
-        let path = self.core.path.clone();
-        self.announce(&path, SupervisorEvent::Stopped);
-    }
-
-    /// Starts every child again in order with a fresh budget (the parent restarts this
-    /// supervisor). On a failure, the children started are taken down again.
-    async fn start_all(&mut self) -> Result<(), Error> {
-        self.tracker = RestartTracker::new(self.policy);
-        // Exits queued before the restart belong to incarnations already ended.
-        while self.exits.try_recv().is_ok() {}
-        for child in &self.core.children {
-            if child.restart == ChildRestart::Temporary || matches!(child.node, Node::Absent(_)) {
-                continue;
-            }
-            if let Err(err) = restart_node(&child.node).await {
-                self.take_down_all().await;
-                return Err(err);
-            }
-            announce(&self.events, &child.path, started_event(&child.node));
-        }
-        *lock(&self.core.since) = Instant::now();
-        self.core.state.send_replace(SupervisorState::Running);
-        Ok(())
     }
 }
