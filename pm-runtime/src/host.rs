@@ -448,6 +448,9 @@ fn keep_large_buffers() {
 }
 
 fn run_standalone<P: Process>(options: Result<HostOptions, Error>) -> ExitCode {
+    // Standalone, stderr is the orchestrator's log: the same one line per event, at the level
+    // `TITAN_PM_LOG` sets, as under a manager.
+    crate::logging::init_child_logging();
     keep_large_buffers();
     let outcome = options.and_then(|options| {
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -208,3 +208,36 @@ async fn json_calls_over_the_in_flight_bound_are_answered_503_and_the_bound_free
     pm.shutdown().await.expect("detach");
     hosting.abort();
 }
+
+#[test]
+fn a_standalone_process_logs_to_stderr_at_the_level_titan_pm_log_sets() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = Command::new(CALCULATOR)
+        .env("TITAN_PM_LISTEN", format!("tcp:127.0.0.1:{port}"))
+        .env("TITAN_PM_TOKEN", TOKEN)
+        .env("TITAN_PM_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the standalone process never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr).expect("stderr");
+    }
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    assert!(stderr.contains("hosting standalone"), "{stderr}");
+    assert!(stderr.contains("shutting down on signal"), "{stderr}");
+}
