@@ -66,28 +66,9 @@ fn generate_fallback(krate: &syn::Path, self_ty: &syn::Type) -> TokenStream {
         return TokenStream::new();
     };
     let p = quote!(#krate::__private);
-    let caller = local("__caller");
+    let shell = client_shell(&p, &client, &TokenStream::new());
     quote! {
-        #[derive(::core::clone::Clone)]
-        pub struct #client {
-            #caller: #p::Caller,
-        }
-
-        impl ::core::fmt::Debug for #client {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                f.write_str(::core::stringify!(#client))
-            }
-        }
-
-        impl #p::ClientStub for #client {
-            fn __from_caller(caller: #p::Caller) -> Self {
-                Self { #caller: caller }
-            }
-
-            fn __caller(&self) -> &#p::Caller {
-                &self.#caller
-            }
-        }
+        #shell
 
         impl #p::Process for #self_ty {
             type Client = #client;
@@ -200,15 +181,24 @@ fn generate_client(plan: &Plan<'_>) -> TokenStream {
             }
         }
     });
+    let shell = client_shell(&p, client, &quote!(#[doc = #doc]));
     quote! {
-        #[doc = #doc]
-        #[derive(::core::clone::Clone)]
-        pub struct #client {
-            #caller: #p::Caller,
-        }
+        #shell
 
         impl #client {
             #(#methods)*
+        }
+    }
+}
+
+/// The client type itself: the struct holding its caller, `Debug`, and `ClientStub`.
+fn client_shell(p: &TokenStream, client: &syn::Ident, attrs: &TokenStream) -> TokenStream {
+    let caller = local("__caller");
+    quote! {
+        #attrs
+        #[derive(::core::clone::Clone)]
+        pub struct #client {
+            #caller: #p::Caller,
         }
 
         impl ::core::fmt::Debug for #client {

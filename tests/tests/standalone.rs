@@ -20,6 +20,12 @@ struct Standalone {
 
 impl Standalone {
     fn start(scheme: &str) -> Self {
+        Self::start_with(scheme, &[], Stdio::inherit())
+    }
+
+    /// Starts with extra environment variables and `stderr` as its standard error, then
+    /// waits until it listens.
+    fn start_with(scheme: &str, env: &[(&str, &str)], stderr: Stdio) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -27,7 +33,9 @@ impl Standalone {
         let child = Command::new(CALCULATOR)
             .env("TITAN_PM_LISTEN", format!("{scheme}127.0.0.1:{port}"))
             .env("TITAN_PM_TOKEN", TOKEN)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("starts");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -211,33 +219,13 @@ async fn json_calls_over_the_in_flight_bound_are_answered_503_and_the_bound_free
 
 #[test]
 fn a_standalone_process_logs_to_stderr_at_the_level_titan_pm_log_sets() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut child = Command::new(CALCULATOR)
-        .env("TITAN_PM_LISTEN", format!("tcp:127.0.0.1:{port}"))
-        .env("TITAN_PM_TOKEN", TOKEN)
-        .env("TITAN_PM_LOG", "info")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the standalone process never listened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut host = Standalone::start_with("tcp:", &[("TITAN_PM_LOG", "info")], Stdio::piped());
+    let pipe = host.child.stderr.take();
+    assert_eq!(host.terminate(), Some(0));
     let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
+    if let Some(mut pipe) = pipe {
         pipe.read_to_string(&mut stderr).expect("stderr");
     }
-    assert_eq!(child.wait().expect("wait").code(), Some(0));
     assert!(stderr.contains("hosting standalone"), "{stderr}");
     assert!(stderr.contains("shutting down on signal"), "{stderr}");
 }
