@@ -6,6 +6,7 @@
 //! through `pm_runtime`, and rarely need to name this crate.
 
 pub mod config;
+pub mod crash;
 pub mod error;
 pub mod health;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub use config::{
     Backoff, BackoffKind, HealthCheckConfig, Isolation, Limits, Monitoring, ProcessManagerConfig,
     Resources, RestartOn, RestartPolicy, TransportKind,
 };
+pub use crash::CrashReason;
 pub use error::{Error, RemoteError, RemoteErrorKind};
 pub use health::{CheckResult, CheckStatus, HealthState, HealthStatus};
 pub use metrics::{LatencySummary, MethodMetrics, ProcessMetrics};

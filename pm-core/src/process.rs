@@ -41,7 +41,7 @@ pub enum ProcessState {
     /// Died on its own; a restart may follow.
     Crashed {
         /// How it died.
-        reason: String,
+        reason: crate::CrashReason,
     },
     /// Waiting out a backoff delay before the next start.
     Restarting {

@@ -27,8 +27,9 @@ pub enum ProcessEvent {
     Crashed {
         /// The process.
         id: ProcessId,
-        /// How it died: exit code, signal, or connection loss.
-        reason: String,
+        /// How it died: exit code, signal, the manager's verdict (memory, health checks), or
+        /// connection loss.
+        reason: pm_core::CrashReason,
     },
     /// A restart is scheduled.
     Restarting {

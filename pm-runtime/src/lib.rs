@@ -88,7 +88,7 @@ pub use host::HostOptions;
 pub use manager::{ProcessHandle, ProcessManager};
 pub use options::SpawnOptions;
 pub use pm_core::{
-    Backoff, BackoffKind, CheckResult, CheckStatus, Error, HealthCheckConfig, HealthState,
+    Backoff, BackoffKind, CheckResult, CheckStatus, CrashReason, Error, HealthCheckConfig, HealthState,
     HealthStatus, Identity, Isolation, LatencySummary, Limits, MethodInfo, MethodMetrics,
     Monitoring, ProcessId, ProcessInfo, ProcessManagerConfig, ProcessMetrics, ProcessState,
     RemoteError, RemoteErrorKind, Resources, RestartOn, RestartPolicy, TransportKind,
@@ -106,6 +106,7 @@ pub use supervision::{
 pub mod prelude {
     pub use crate::{
         health_check, on_shutdown, process, public, Backoff, BackoffKind, CheckResult, CheckStatus,
+        CrashReason,
         HealthCheckConfig, HealthState, HealthStatus, Isolation, Limits, Monitoring, Pool,
         PoolOptions, ProcessEvent, ProcessHandle, ProcessId, ProcessInfo, ProcessManager,
         ProcessManagerConfig, ProcessMetrics, ProcessState, Resources, RestartOn, RestartPolicy,

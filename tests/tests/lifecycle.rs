@@ -106,7 +106,7 @@ async fn a_crash_loop_ends_in_failed_after_exactly_max_restarts_plus_one_starts(
         matches!(seen.last(), Some(ProcessEvent::Failed { .. })),
         "{seen:#?}"
     );
-    let crashes: Vec<&String> = seen
+    let crashes: Vec<&CrashReason> = seen
         .iter()
         .filter_map(|e| match e {
             ProcessEvent::Crashed { reason, .. } => Some(reason),
@@ -115,7 +115,9 @@ async fn a_crash_loop_ends_in_failed_after_exactly_max_restarts_plus_one_starts(
         .collect();
     assert_eq!(crashes.len(), 4);
     assert!(
-        crashes.iter().all(|r| r.contains("exited with code 3")),
+        crashes
+            .iter()
+            .all(|r| **r == CrashReason::Exited { code: 3 } && r.to_string() == "exited with code 3"),
         "{crashes:?}"
     );
     // No more spawns afterwards, and calls end at once.
@@ -450,7 +452,12 @@ async fn a_child_over_max_memory_is_restarted_with_the_reason_in_the_event() {
         _ => None,
     });
     let crash = crash.expect("a crash event");
-    assert!(crash.contains("max_memory"), "{crash}");
+    assert!(
+        matches!(crash, CrashReason::MemoryLimit { resident, limit }
+            if limit == 96 * 1024 * 1024 && resident > limit),
+        "{crash:?}"
+    );
+    assert!(crash.to_string().contains("max_memory"), "{crash}");
     let second = handle.pid().await.expect("pid");
     assert_ne!(first, second);
     pm.shutdown().await.expect("shutdown");
@@ -536,6 +543,18 @@ async fn failing_health_checks_restart_the_process_after_the_threshold_and_healt
     assert!(
         reason.contains("3 consecutive health checks failed"),
         "{reason}"
+    );
+    // The crash that follows says it was the manager's verdict, as a cause to match on.
+    let crash = seen
+        .iter()
+        .find_map(|e| match e {
+            ProcessEvent::Crashed { id, reason } if *id == ill.id() => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("a crash event");
+    assert!(
+        matches!(crash, CrashReason::HealthChecks { failures: 3, .. }),
+        "{crash:?}"
     );
     assert_ne!(ill.pid().await.expect("restarted"), ill_pid);
     // A healthy process is never restarted by polling.

@@ -124,9 +124,10 @@ impl Managed {
                         if memory > limit {
                             self.recycle(
                                 &conn,
-                                format!(
-                                "resident memory {memory} bytes exceeded max_memory {limit} bytes"
-                            ),
+                                pm_core::CrashReason::MemoryLimit {
+                                    resident: memory,
+                                    limit,
+                                },
                             );
                             return;
                         }
@@ -178,12 +179,13 @@ impl Managed {
                         failures += 1;
                         tracing::warn!(process = %self.name, id = %self.id, failures, %reason, "health check failed");
                         if failures >= health.failure_threshold.max(1) {
-                            let reason = format!(
-                                "{failures} consecutive health checks failed; last: {reason}"
-                            );
+                            let reason = pm_core::CrashReason::HealthChecks {
+                                failures,
+                                last: reason,
+                            };
                             self.emit(ProcessEvent::Unhealthy {
                                 id: self.id,
-                                reason: reason.clone(),
+                                reason: reason.to_string(),
                             });
                             if self.restart_enabled {
                                 self.recycle(&conn, reason);
@@ -199,7 +201,7 @@ impl Managed {
 
     /// Asks the owner to end the incarnation of `conn` so that what oversees the process
     /// restarts it, with `reason`.
-    pub(super) fn recycle(&self, conn: &Arc<RpcConnection>, reason: String) {
+    pub(super) fn recycle(&self, conn: &Arc<RpcConnection>, reason: pm_core::CrashReason) {
         let _ = self.command(super::owner::Command::Recycle {
             rpc: Arc::downgrade(conn),
             reason,

@@ -37,7 +37,7 @@ pub(super) enum Command {
     /// End the incarnation of this connection (the monitor's verdict), with `reason`.
     Recycle {
         rpc: std::sync::Weak<RpcConnection>,
-        reason: String,
+        reason: pm_core::CrashReason,
     },
 }
 
@@ -51,7 +51,7 @@ pub(super) struct Owner {
     pub(super) current: Option<Incarnation>,
     /// Why the manager itself ended the current incarnation (memory limit, failed health
     /// checks), reported instead of the bare exit status.
-    pub(super) recycle_reason: Option<String>,
+    pub(super) recycle_reason: Option<pm_core::CrashReason>,
     /// The process's own restart budget; `None` under a supervisor, which decides.
     pub(super) tracker: Option<RestartTracker>,
     /// When the restart the budget allowed is due.

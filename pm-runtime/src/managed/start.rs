@@ -117,7 +117,7 @@ impl Owner {
                         let how = exit
                             .borrow()
                             .as_ref()
-                            .map(|e| e.description.clone())
+                            .map(|e| e.reason.to_string())
                             .unwrap_or_default();
                         Error::Spawn {
                             process,

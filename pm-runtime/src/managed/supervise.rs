@@ -9,6 +9,7 @@ use super::owner::Owner;
 use super::teardown::end_incarnation;
 use super::*;
 use crate::restart_policy::Decision;
+use pm_core::CrashReason;
 
 /// How an incarnation ended without being asked to, as reported to a supervisor.
 #[derive(Debug, Clone)]
@@ -19,7 +20,7 @@ pub(crate) struct ChildExit {
     /// exit).
     pub(crate) clean: bool,
     /// How it ended.
-    pub(crate) reason: String,
+    pub(crate) reason: CrashReason,
     /// How long the incarnation had been up.
     pub(crate) uptime: Duration,
 }
@@ -54,17 +55,19 @@ impl Owner {
         let ended = exit.borrow().clone();
         let recycled = self.recycle_reason.take();
         let clean = ended.as_ref().is_some_and(|e| e.clean) && recycled.is_none();
-        let reason = match (recycled, ended.as_ref()) {
-            (Some(why), Some(how)) => format!("{why}; then: {how}"),
-            (Some(why), None) => why,
-            (None, Some(how)) => how.description.clone(),
-            (None, None) => "connection closed".to_owned(),
+        // The manager's own verdict (memory, health) is the reason, not the SIGKILL it sent.
+        let reason = match (recycled, ended) {
+            (Some(why), _) => why,
+            (None, Some(how)) => how.reason,
+            (None, None) => CrashReason::Disconnected {
+                detail: "connection closed".to_owned(),
+            },
         };
         // Calls still waiting on the old connection end now, even if its socket stays open
         // (a descendant of the process may hold a copy of it).
         rpc.abort(Error::ProcessExited {
             process: m.name.clone(),
-            reason: reason.clone(),
+            reason: reason.to_string(),
         });
         drop(rpc);
         if m.stopping.load(Ordering::SeqCst) {
@@ -108,13 +111,13 @@ impl Owner {
             return;
         }
         if m.announce_crash(&reason) {
-            self.decide(m, uptime, reason);
+            self.decide(m, uptime, &reason);
         }
     }
 
     /// Applies the process's own restart policy after a crash (or a restart that failed):
     /// schedule the restart, or give up for good.
-    fn decide(&mut self, m: &Managed, uptime: Duration, reason: String) {
+    fn decide(&mut self, m: &Managed, uptime: Duration, reason: &dyn std::fmt::Display) {
         let Some(tracker) = self.tracker.as_mut() else {
             return;
         };
@@ -151,7 +154,7 @@ impl Owner {
             Err(_) if m.stopping.load(Ordering::SeqCst) => {}
             Err(err) => {
                 tracing::warn!(process = %m.name, %err, "restart failed");
-                self.decide(m, Duration::ZERO, err.to_string());
+                self.decide(m, Duration::ZERO, &err);
             }
         }
     }
@@ -160,16 +163,16 @@ impl Owner {
 impl Managed {
     /// Publishes a crash: the state, the event, the log line. Returns whether it was
     /// published (not when a stop has begun).
-    pub(crate) fn announce_crash(&self, reason: &str) -> bool {
+    pub(crate) fn announce_crash(&self, reason: &CrashReason) -> bool {
         tracing::warn!(process = %self.name, id = %self.id, %reason, "process crashed");
         self.note_health(pm_core::HealthState::Unhealthy);
         self.publish_course(
             ProcessState::Crashed {
-                reason: reason.to_owned(),
+                reason: reason.clone(),
             },
             Some(ProcessEvent::Crashed {
                 id: self.id,
-                reason: reason.to_owned(),
+                reason: reason.clone(),
             }),
             |_| {},
         )

@@ -225,7 +225,7 @@ impl Owner {
         &mut self,
         m: &Managed,
         rpc: &std::sync::Weak<RpcConnection>,
-        reason: String,
+        reason: pm_core::CrashReason,
     ) {
         let Some(current) = self.current.as_ref() else {
             return;
@@ -234,11 +234,11 @@ impl Owner {
             return;
         }
         tracing::warn!(process = %m.name, id = %m.id, %reason, "restarting the process");
-        self.recycle_reason = Some(reason.clone());
         current.rpc.abort(Error::ProcessExited {
             process: m.name.clone(),
-            reason,
+            reason: reason.to_string(),
         });
+        self.recycle_reason = Some(reason);
         // Not once it has been reaped: its pid may be another process's by now.
         if let (Control::Child { pid }, None) = (&current.control, &*current.exit.borrow()) {
             signal_group(*pid, libc::SIGKILL);

@@ -327,7 +327,7 @@ async fn read_replies(
             tokio::time::timeout(EXIT_REASON_WAIT, exit.wait_for(Option::is_some)).await
         {
             if let Some(status) = status.as_ref() {
-                reason = status.description.clone();
+                reason = status.reason.to_string();
             }
         }
     }

@@ -15,7 +15,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 
-use pm_core::Error;
+use pm_core::{CrashReason, Error};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
@@ -23,24 +23,15 @@ use crate::bootstrap::{Bootstrap, SocketRole, BOOTSTRAP_ENV, CHILD_FD};
 use crate::spawn::{Bound, Control, Exit, LaunchSpec, Launched, Reach};
 
 /// Says how a child ended, for errors and events.
-pub(crate) fn describe_exit(status: &ExitStatus) -> String {
+fn describe_exit(status: &ExitStatus) -> CrashReason {
     if let Some(code) = status.code() {
-        format!("exited with code {code}")
+        CrashReason::Exited { code }
     } else if let Some(signal) = status.signal() {
-        format!("killed by signal {signal}{}", signal_name(signal))
+        CrashReason::Signaled { signal }
     } else {
-        format!("ended: {status}")
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGKILL => " (SIGKILL)",
-        libc::SIGTERM => " (SIGTERM)",
-        libc::SIGSEGV => " (SIGSEGV)",
-        libc::SIGABRT => " (SIGABRT)",
-        libc::SIGINT => " (SIGINT)",
-        _ => "",
+        CrashReason::Disconnected {
+            detail: format!("ended: {status}"),
+        }
     }
 }
 
@@ -159,11 +150,13 @@ pub(crate) fn launch(spec: &LaunchSpec, bound: Option<Bound>) -> Result<Launched
         let exit = match child.wait().await {
             Ok(status) => Exit {
                 clean: status.success(),
-                description: describe_exit(&status),
+                reason: describe_exit(&status),
             },
             Err(err) => Exit {
                 clean: false,
-                description: format!("could not be waited for: {err}"),
+                reason: CrashReason::Disconnected {
+                    detail: format!("its exit status could not be read: {err}"),
+                },
             },
         };
         tracing::debug!(process = %name, pid, reason = %exit, "child ended");

@@ -45,13 +45,13 @@ impl LaunchSpec {
 pub(crate) struct Exit {
     /// It ended on its own terms: exit code 0, or a completed shutdown.
     pub(crate) clean: bool,
-    /// Exit code, signal or connection loss, for people.
-    pub(crate) description: String,
+    /// Exit code, signal or connection loss.
+    pub(crate) reason: pm_core::CrashReason,
 }
 
 impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.description)
+        self.reason.fmt(f)
     }
 }
 
@@ -62,18 +62,22 @@ impl Exit {
         match end {
             ServeEnd::Shutdown => Exit {
                 clean: true,
-                description: format!("{what} shut down"),
+                reason: disconnected(format!("{what} shut down")),
             },
             ServeEnd::Disconnected => Exit {
                 clean: false,
-                description: format!("{what} lost its connection"),
+                reason: disconnected(format!("{what} lost its connection")),
             },
             ServeEnd::Refused(reason) => Exit {
                 clean: false,
-                description: format!("{what} refused its connection: {reason}"),
+                reason: disconnected(format!("{what} refused its connection: {reason}")),
             },
         }
     }
+}
+
+fn disconnected(detail: String) -> pm_core::CrashReason {
+    pm_core::CrashReason::Disconnected { detail }
 }
 
 /// Becomes `Some` once an incarnation has ended (for a child: once it is reaped).

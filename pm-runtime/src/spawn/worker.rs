@@ -32,11 +32,13 @@ pub(crate) fn launch<P: Process>(
                 Ok(Ok(exit)) => exit,
                 Ok(Err(reason)) => Exit {
                     clean: false,
-                    description: reason,
+                    reason: pm_core::CrashReason::Disconnected { detail: reason },
                 },
                 Err(panic) => Exit {
                     clean: false,
-                    description: format!("worker panicked: {}", panic_message(panic.as_ref())),
+                    reason: pm_core::CrashReason::Panicked {
+                        message: panic_message(panic.as_ref()),
+                    },
                 },
             };
             exit_tx.send_replace(Some(exit));

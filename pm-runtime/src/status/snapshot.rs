@@ -128,7 +128,8 @@ impl From<ProcessMetrics> for Figures {
 
 fn reason(info: &ProcessInfo) -> Option<String> {
     match &info.state {
-        pm_core::ProcessState::Crashed { reason } | pm_core::ProcessState::Failed { reason } => {
+        pm_core::ProcessState::Crashed { reason } => Some(reason.to_string()),
+        pm_core::ProcessState::Failed { reason } => {
             Some(reason.clone())
         }
         pm_core::ProcessState::Restarting { attempt, delay } => {

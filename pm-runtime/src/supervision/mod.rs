@@ -110,7 +110,7 @@ pub enum SupervisorEvent {
     /// A child ended abnormally without being asked to.
     ChildCrashed {
         /// How it ended.
-        reason: String,
+        reason: pm_core::CrashReason,
     },
     /// A child exited cleanly without being asked to.
     ChildExited,

@@ -95,7 +95,9 @@ pub(super) async fn watch_pool(
                 let _ = exits.send(ChildExit {
                     index,
                     clean: false,
-                    reason: format!("the pool failed: {reason}"),
+                    reason: pm_core::CrashReason::GroupFailed {
+                        detail: format!("the pool failed: {reason}"),
+                    },
                     uptime: since.elapsed(),
                 });
             }

@@ -175,7 +175,9 @@ impl Task {
                     let _ = self.own_exits.send(ChildExit {
                         index,
                         clean: false,
-                        reason: format!("its restart failed: {err}"),
+                        reason: pm_core::CrashReason::StartFailed {
+                            error: err.to_string(),
+                        },
                         uptime: Duration::ZERO,
                     });
                     break;
@@ -208,7 +210,9 @@ impl Task {
             let _ = parent.exits.send(ChildExit {
                 index: parent.index,
                 clean: false,
-                reason: format!("supervisor `{}` gave up: {reason}", self.core.path),
+                reason: pm_core::CrashReason::GroupFailed {
+                    detail: format!("supervisor `{}` gave up: {reason}", self.core.path),
+                },
                 uptime,
             });
         }
