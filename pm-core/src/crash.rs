@@ -111,7 +111,10 @@ impl fmt::Display for CrashReason {
                 "resident memory {resident} bytes exceeded max_memory {limit} bytes"
             ),
             CrashReason::HealthChecks { failures, last } => {
-                write!(f, "{failures} consecutive health checks failed; last: {last}")
+                write!(
+                    f,
+                    "{failures} consecutive health checks failed; last: {last}"
+                )
             }
             CrashReason::Panicked { message } => write!(f, "panicked: {message}"),
             CrashReason::StartFailed { error } => write!(f, "its restart failed: {error}"),

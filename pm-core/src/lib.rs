@@ -5,6 +5,7 @@
 //! runtime (`pm-runtime`) and the code the `#[process]` macro generates. Users reach all of it
 //! through `pm_runtime`, and rarely need to name this crate.
 
+pub mod address;
 pub mod config;
 pub mod crash;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod schema;
 pub mod trace;
 pub mod wire;
 
+pub use address::{Address, AddressError, ToAddress};
 pub use config::{
     Backoff, BackoffKind, HealthCheckConfig, Isolation, Limits, Monitoring, ProcessManagerConfig,
     Resources, RestartOn, RestartPolicy, TransportKind,

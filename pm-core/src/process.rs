@@ -82,9 +82,9 @@ pub struct ProcessInfo {
     pub restarts: u32,
     /// How long the current incarnation has been running.
     pub uptime: Duration,
-    /// Where the current incarnation listens (`unix:/path` or `tcp:127.0.0.1:port`), for the
-    /// socket transports; `None` for `Ipc`.
-    pub endpoint: Option<String>,
+    /// Where the current incarnation listens, for the socket transports (`unix:/path`,
+    /// `tcp:127.0.0.1:port` or `http://127.0.0.1:port` as text); `None` for `Ipc`.
+    pub endpoint: Option<crate::Address>,
     /// The pool this process is a member of, or `None` for a process spawned on its own (and
     /// for a pool's own snapshot).
     pub pool: Option<ProcessId>,

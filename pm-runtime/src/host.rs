@@ -30,8 +30,8 @@ const MIN_TOKEN_LEN: usize = 16;
 /// Options of a standalone host (see [`host`]).
 #[derive(Clone)]
 pub struct HostOptions {
-    /// Where to listen: `unix:/path`, `tcp:ip:port` or `http://ip:port`.
-    pub address: String,
+    /// Where to listen.
+    pub address: pm_core::Address,
     /// The token every connection must present (at least 16 characters).
     pub token: String,
     /// Frame size and in-flight bounds.
@@ -54,9 +54,9 @@ impl std::fmt::Debug for HostOptions {
 
 impl HostOptions {
     /// Options for listening at `address` with `token`, default limits, no dependencies.
-    pub fn new(address: impl Into<String>, token: impl Into<String>) -> Self {
+    pub fn new(address: pm_core::Address, token: impl Into<String>) -> Self {
         Self {
-            address: address.into(),
+            address,
             token: token.into(),
             limits: pm_core::Limits::default(),
             grace_period: Duration::from_secs(5),
@@ -90,6 +90,10 @@ impl HostOptions {
                 "{LISTEN_ENV} is set but {TOKEN_ENV} is not: a standalone process never serves \
                  without a token"
             ))));
+        };
+        let address = match pm_core::Address::parse(&address) {
+            Ok(address) => address,
+            Err(err) => return Some(Err(Error::Config(format!("{LISTEN_ENV}: {err}")))),
         };
         let mut options = Self::new(address, token);
         if let Ok(json) = std::env::var(DEPENDENCIES_ENV) {
@@ -126,7 +130,7 @@ pub async fn host<P: Process>(options: HostOptions) -> Result<(), Error> {
         )));
     }
     options.limits.check()?;
-    let address = pm_transport::Address::parse(&options.address).map_err(Error::Config)?;
+    let address = options.address.clone();
     let spawn_error = |reason: String| Error::Spawn {
         process: P::NAME.to_owned(),
         reason,

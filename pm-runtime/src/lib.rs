@@ -88,10 +88,11 @@ pub use host::HostOptions;
 pub use manager::{ProcessHandle, ProcessManager};
 pub use options::SpawnOptions;
 pub use pm_core::{
-    Backoff, BackoffKind, CheckResult, CheckStatus, CrashReason, Error, HealthCheckConfig, HealthState,
-    HealthStatus, Identity, Isolation, LatencySummary, Limits, MethodInfo, MethodMetrics,
-    Monitoring, ProcessId, ProcessInfo, ProcessManagerConfig, ProcessMetrics, ProcessState,
-    RemoteError, RemoteErrorKind, Resources, RestartOn, RestartPolicy, TransportKind,
+    Address, AddressError, Backoff, BackoffKind, CheckResult, CheckStatus, CrashReason, Error,
+    HealthCheckConfig, HealthState, HealthStatus, Identity, Isolation, LatencySummary, Limits,
+    MethodInfo, MethodMetrics, Monitoring, ProcessId, ProcessInfo, ProcessManagerConfig,
+    ProcessMetrics, ProcessState, RemoteError, RemoteErrorKind, Resources, RestartOn,
+    RestartPolicy, ToAddress, TransportKind,
 };
 pub use pm_macros::{health_check, on_shutdown, process, public};
 pub use pool::{Autoscale, CircuitBreaker, Pool, PoolOptions, Recycle, Strategy};
@@ -106,9 +107,8 @@ pub use supervision::{
 pub mod prelude {
     pub use crate::{
         health_check, on_shutdown, process, public, Backoff, BackoffKind, CheckResult, CheckStatus,
-        CrashReason,
-        HealthCheckConfig, HealthState, HealthStatus, Isolation, Limits, Monitoring, Pool,
-        PoolOptions, ProcessEvent, ProcessHandle, ProcessId, ProcessInfo, ProcessManager,
+        CrashReason, HealthCheckConfig, HealthState, HealthStatus, Isolation, Limits, Monitoring,
+        Pool, PoolOptions, ProcessEvent, ProcessHandle, ProcessId, ProcessInfo, ProcessManager,
         ProcessManagerConfig, ProcessMetrics, ProcessState, Resources, RestartOn, RestartPolicy,
         SpawnOptions, Strategy, TransportKind,
     };

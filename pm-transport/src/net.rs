@@ -1,58 +1,13 @@
 //! Socket transports: unix domain sockets in a private directory, and TCP.
 
 use std::io;
-use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+pub use pm_core::Address;
+
 use crate::connection::Connection;
 use crate::stream::{from_stream, from_unix_stream};
-
-/// Where a process listens.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Address {
-    /// A unix domain socket at this path.
-    Unix(PathBuf),
-    /// A TCP socket.
-    Tcp(SocketAddr),
-    /// HTTP/1.1 with a WebSocket upgrade at `/ws`, plus the JSON endpoints.
-    Http(SocketAddr),
-}
-
-impl Address {
-    /// Parses `unix:/path/to.sock`, `tcp:host:port` or `http://host:port`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let socket = |rest: &str| {
-            rest.trim_end_matches('/')
-                .parse::<SocketAddr>()
-                .map_err(|err| format!("`{text}` does not end in an ip:port: {err}"))
-        };
-        if let Some(path) = text.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(format!("`{text}` has no socket path"));
-            }
-            Ok(Address::Unix(PathBuf::from(path)))
-        } else if let Some(rest) = text.strip_prefix("tcp:") {
-            socket(rest).map(Address::Tcp)
-        } else if let Some(rest) = text.strip_prefix("http://") {
-            socket(rest).map(Address::Http)
-        } else {
-            Err(format!(
-                "`{text}` is not an address: write `unix:/path`, `tcp:ip:port` or `http://ip:port`"
-            ))
-        }
-    }
-}
-
-impl std::fmt::Display for Address {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Address::Unix(path) => write!(f, "unix:{}", path.display()),
-            Address::Tcp(addr) => write!(f, "tcp:{addr}"),
-            Address::Http(addr) => write!(f, "http://{addr}"),
-        }
-    }
-}
 
 /// Connects to a listening process and wraps the stream as a frame connection.
 ///

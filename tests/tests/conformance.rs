@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use pm_core::wire::{FrameBuilder, FrameKind, Hello, PROTOCOL_VERSION};
 use pm_examples::{Calculator, MathError};
 use pm_runtime::prelude::*;
-use pm_runtime::{Error, RemoteErrorKind};
+use pm_runtime::{Address, Error, RemoteErrorKind};
 
 const CALCULATOR: &str = env!("CARGO_BIN_EXE_test-calculator");
 
@@ -32,16 +32,14 @@ enum Raw {
 }
 
 impl Raw {
-    fn connect(endpoint: &str) -> Self {
-        let raw = if let Some(path) = endpoint.strip_prefix("unix:") {
-            Raw::Unix(std::os::unix::net::UnixStream::connect(path).expect("connect"))
-        } else if let Some(addr) = endpoint
-            .strip_prefix("tcp:")
-            .or_else(|| endpoint.strip_prefix("http://"))
-        {
-            Raw::Tcp(std::net::TcpStream::connect(addr).expect("connect"))
-        } else {
-            panic!("unknown endpoint {endpoint}")
+    fn connect(endpoint: &Address) -> Self {
+        let raw = match endpoint {
+            Address::Unix(path) => {
+                Raw::Unix(std::os::unix::net::UnixStream::connect(path).expect("connect"))
+            }
+            Address::Tcp(addr) | Address::Http(addr) => {
+                Raw::Tcp(std::net::TcpStream::connect(addr).expect("connect"))
+            }
         };
         let timeout = Some(Duration::from_secs(5));
         match &raw {
@@ -259,8 +257,8 @@ async fn rss(pm: &ProcessManager, id: ProcessId) -> u64 {
 }
 
 /// Sends `bytes` on a fresh raw connection and returns what came back before the close.
-async fn send_raw(endpoint: &str, bytes: Vec<u8>) -> Vec<u8> {
-    let endpoint = endpoint.to_owned();
+async fn send_raw(endpoint: &Address, bytes: Vec<u8>) -> Vec<u8> {
+    let endpoint = endpoint.clone();
     tokio::task::spawn_blocking(move || {
         let mut raw = Raw::connect(&endpoint);
         raw.write(&bytes);
@@ -356,7 +354,9 @@ async fn the_unix_socket_lives_in_a_private_directory_and_is_gone_after_stop() {
             .info(calc.id())
             .and_then(|i| i.endpoint)
             .expect("endpoint");
-        let path = std::path::PathBuf::from(endpoint.strip_prefix("unix:").expect("unix"));
+        let Address::Unix(path) = endpoint else {
+            panic!("not a unix socket: {endpoint}")
+        };
         let dir = path.parent().expect("dir").to_path_buf();
         let mode = std::fs::metadata(&dir)
             .expect("dir exists")
@@ -386,12 +386,7 @@ async fn tcp_and_http_listen_on_loopback_by_default() {
             .info(calc.id())
             .and_then(|i| i.endpoint)
             .expect("endpoint");
-        let addr: std::net::SocketAddr = endpoint
-            .strip_prefix("tcp:")
-            .or_else(|| endpoint.strip_prefix("http://"))
-            .expect("tcp or http")
-            .parse()
-            .expect("address");
+        let addr = endpoint.socket_addr().expect("tcp or http");
         assert!(addr.ip().is_loopback(), "{addr}");
         assert_ne!(addr.port(), 0);
         pm.shutdown().await.expect("shutdown");
@@ -411,7 +406,10 @@ async fn the_tcp_bind_address_is_configurable() {
         .info(calc.id())
         .and_then(|i| i.endpoint)
         .expect("endpoint");
-    assert!(endpoint.starts_with("tcp:127.0.0.2:"), "{endpoint}");
+    assert!(
+        matches!(endpoint, Address::Tcp(addr) if addr.ip() == std::net::Ipv4Addr::new(127, 0, 0, 2)),
+        "{endpoint}"
+    );
     assert_eq!(calc.add(1, 1).await.expect("add"), 2);
     pm.shutdown().await.expect("shutdown");
 }
@@ -482,8 +480,8 @@ async fn the_transport_can_be_chosen_per_spawn() {
         .expect("spawn");
     let endpoint = |id| pm.info(id).and_then(|i| i.endpoint);
     assert_eq!(endpoint(over_ipc.id()), None);
-    assert!(endpoint(over_unix.id()).is_some_and(|e| e.starts_with("unix:")));
-    assert!(endpoint(over_tcp.id()).is_some_and(|e| e.starts_with("tcp:")));
+    assert!(matches!(endpoint(over_unix.id()), Some(Address::Unix(_))));
+    assert!(matches!(endpoint(over_tcp.id()), Some(Address::Tcp(_))));
     assert_ne!(over_tcp.pid().await.expect("pid"), std::process::id());
     for calc in [&over_ipc, &over_unix, &over_tcp] {
         assert_eq!(calc.add(2, 3).await.expect("add"), 5);

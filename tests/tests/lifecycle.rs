@@ -115,9 +115,9 @@ async fn a_crash_loop_ends_in_failed_after_exactly_max_restarts_plus_one_starts(
         .collect();
     assert_eq!(crashes.len(), 4);
     assert!(
-        crashes
-            .iter()
-            .all(|r| **r == CrashReason::Exited { code: 3 } && r.to_string() == "exited with code 3"),
+        crashes.iter().all(
+            |r| **r == CrashReason::Exited { code: 3 } && r.to_string() == "exited with code 3"
+        ),
         "{crashes:?}"
     );
     // No more spawns afterwards, and calls end at once.

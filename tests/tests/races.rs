@@ -208,7 +208,7 @@ async fn killing_an_in_process_http_instance_closes_its_listener() {
         .info(handle.id())
         .and_then(|i| i.endpoint)
         .expect("endpoint");
-    let addr = endpoint.trim_start_matches("http://").to_owned();
+    let addr = endpoint.socket_addr().expect("an http address");
     pm.kill(handle.id()).await.expect("kill");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(

@@ -176,7 +176,7 @@ async fn json_calls_over_the_in_flight_bound_are_answered_503_and_the_bound_free
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let address = format!("http://127.0.0.1:{port}");
+    let address = pm_runtime::Address::Http(([127, 0, 0, 1], port).into());
     let mut options = pm_runtime::host::HostOptions::new(address.clone(), TOKEN);
     options.limits.max_in_flight = 2;
     let hosting = tokio::spawn(pm_runtime::host::host::<pm_tests::Lifecycle>(options));

@@ -77,7 +77,7 @@ struct Status {
     pid: Option<u32>,
     restarts: u32,
     up_since: Option<Instant>,
-    endpoint: Option<String>,
+    endpoint: Option<pm_core::Address>,
 }
 
 /// Starts one incarnation of the process's type; `launch::<P>` for the spawned `P`.

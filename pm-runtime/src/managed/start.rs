@@ -92,7 +92,7 @@ impl Owner {
         });
         let endpoint = match &reach {
             Reach::Connected(_) => None,
-            Reach::Listening(address) => Some(address.to_string()),
+            Reach::Listening(address) => Some(address.clone()),
         };
         let mut stop_signal = m.stop_signal.subscribe();
         let established = tokio::select! {

@@ -261,9 +261,9 @@ impl ProcessManager {
         Ok(ProcessHandle::from_managed(managed))
     }
 
-    /// Attaches to a process hosted elsewhere (see [`host`](crate::host)): `address` is
-    /// `unix:/path`, `tcp:ip:port` or `http://ip:port`, `token` the token it was started
-    /// with. The handshake checks name, version and method table as for `spawn`.
+    /// Attaches to a process hosted elsewhere (see [`host`](crate::host)): `address` is an
+    /// [`Address`](pm_core::Address) or its text (`unix:/path`, `tcp:ip:port` or
+    /// `http://ip:port`), `token` the token it was started with. The handshake checks name, version and method table as for `spawn`.
     ///
     /// The manager supervises the connection, not the process: a lost connection is
     /// re-established with the restart policy's backoff (calls wait for it up to their
@@ -275,11 +275,13 @@ impl ProcessManager {
     /// handshake fails (a wrong token included); [`Error::VersionMismatch`] as for `spawn`.
     pub async fn connect<P: Process>(
         &self,
-        address: &str,
+        address: impl pm_core::ToAddress,
         token: &str,
         options: SpawnOptions,
     ) -> Result<ProcessHandle<P>, Error> {
-        let address = pm_transport::Address::parse(address).map_err(Error::Config)?;
+        let address = address
+            .to_address()
+            .map_err(|err| Error::Config(err.to_string()))?;
         let transport = match address {
             pm_transport::Address::Unix(_) => pm_core::TransportKind::Unix,
             pm_transport::Address::Tcp(_) => pm_core::TransportKind::Tcp,

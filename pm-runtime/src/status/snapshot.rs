@@ -129,9 +129,7 @@ impl From<ProcessMetrics> for Figures {
 fn reason(info: &ProcessInfo) -> Option<String> {
     match &info.state {
         pm_core::ProcessState::Crashed { reason } => Some(reason.to_string()),
-        pm_core::ProcessState::Failed { reason } => {
-            Some(reason.clone())
-        }
+        pm_core::ProcessState::Failed { reason } => Some(reason.clone()),
         pm_core::ProcessState::Restarting { attempt, delay } => {
             Some(format!("restart {attempt} in {delay:?}"))
         }
