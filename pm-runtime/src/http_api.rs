@@ -75,8 +75,14 @@ impl<P: Process> HttpApi for ProcessApi<P> {
                     ),
                 )
             })?;
-            let args = rmp_serde::to_vec(&args)
-                .map_err(|err| HttpError::new(400, format!("arguments: {err}")))?;
+            // The arguments travel as the tuple of a method's parameters; the tuple of none is
+            // `()`, which MessagePack writes as nil, not as an empty array.
+            let args = if args.as_array().is_some_and(Vec::is_empty) {
+                rmp_serde::to_vec(&())
+            } else {
+                rmp_serde::to_vec(&args)
+            }
+            .map_err(|err| HttpError::new(400, format!("arguments: {err}")))?;
             let reply = ReplyTo {
                 id: 0,
                 max_frame: self.max_frame,
@@ -106,7 +112,7 @@ impl<P: Process> HttpApi for ProcessApi<P> {
         })
     }
 
-    fn health(&self) -> BoxFuture<'_, serde_json::Value> {
+    fn health(&self) -> BoxFuture<'_, pm_transport::HealthReport> {
         Box::pin(async move {
             let status = match self.instance.get() {
                 Some(cell) => P::__health(cell).await,
@@ -116,7 +122,10 @@ impl<P: Process> HttpApi for ProcessApi<P> {
                     Some("not initialised yet".into()),
                 ),
             };
-            serde_json::to_value(&status).unwrap_or(serde_json::Value::Null)
+            pm_transport::HealthReport {
+                serving: status.status != pm_core::HealthState::Unhealthy,
+                body: serde_json::to_value(&status).unwrap_or(serde_json::Value::Null),
+            }
         })
     }
 }

@@ -19,6 +19,6 @@ mod stream;
 
 pub use channel::channel_pair;
 pub use connection::{Connection, FrameReceiver, FrameSender, TransportError};
-pub use http::{connect_http, serve_http, HttpApi, HttpError};
+pub use http::{connect_http, serve_http, HealthReport, HttpApi, HttpError};
 pub use net::{connect, Address, Listener, SocketDir, StdListener};
 pub use stream::{from_stream, from_unix_stream};

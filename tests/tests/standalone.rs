@@ -217,6 +217,35 @@ async fn json_calls_over_the_in_flight_bound_are_answered_503_and_the_bound_free
     hosting.abort();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_503_once_the_process_reports_itself_unhealthy() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let address = pm_runtime::Address::Http(([127, 0, 0, 1], port).into());
+    let hosting = tokio::spawn(pm_runtime::host::host::<pm_tests::Lifecycle>(
+        pm_runtime::host::HostOptions::new(address, TOKEN),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the host never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let request = move |method: &'static str, path: &'static str| {
+        tokio::task::spawn_blocking(move || http_request(port, method, path, TOKEN, "[]"))
+    };
+    let (status, body) = request("GET", "/health").await.expect("health");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = request("POST", "/call/fall_ill").await.expect("fall ill");
+    assert_eq!(status, 200, "{body}");
+    // A probe acts on the status code: unhealthy is 503, with the report still in the body.
+    let (status, body) = request("GET", "/health").await.expect("health");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("Unhealthy") && body.contains("ill"), "{body}");
+    hosting.abort();
+}
+
 #[test]
 fn a_standalone_process_logs_to_stderr_at_the_level_titan_pm_log_sets() {
     let mut host = Standalone::start_with("tcp:", &[("TITAN_PM_LOG", "info")], Stdio::piped());

@@ -46,8 +46,19 @@ pub trait HttpApi: Send + Sync + 'static {
         args: serde_json::Value,
     ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, HttpError>> + Send + '_>>;
 
-    /// `GET /health`: answered 200 with this JSON.
-    fn health(&self) -> Pin<Box<dyn Future<Output = serde_json::Value> + Send + '_>>;
+    /// `GET /health`: answered with this report's JSON, 200 while the process can serve and
+    /// 503 once it says it is unhealthy, so that a load balancer's or an orchestrator's probe
+    /// acts on the status code alone.
+    fn health(&self) -> Pin<Box<dyn Future<Output = HealthReport> + Send + '_>>;
+}
+
+/// What `GET /health` answers: the process's report, and whether it can serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthReport {
+    /// `false` answers 503 Service Unavailable instead of 200 OK.
+    pub serving: bool,
+    /// The report, as JSON.
+    pub body: serde_json::Value,
 }
 
 /// A failed HTTP call: the status to answer and the message to put in `{"error": message}`.
@@ -316,10 +327,14 @@ mod tests {
             })
         }
 
-        fn health(&self) -> Pin<Box<dyn Future<Output = Value> + Send + '_>> {
+        fn health(&self) -> Pin<Box<dyn Future<Output = HealthReport> + Send + '_>> {
             Box::pin(async move {
-                self.healths.fetch_add(1, Ordering::SeqCst);
-                json!({ "status": "ok", "pid": 42 })
+                let count = self.healths.fetch_add(1, Ordering::SeqCst);
+                HealthReport {
+                    // Every third check fails, for the status-code test.
+                    serving: count % 3 != 2,
+                    body: json!({ "status": "ok", "pid": 42 }),
+                }
             })
         }
     }
@@ -604,6 +619,25 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(json_of(&body), json!({ "status": "ok", "pid": 42 }));
         assert_eq!(server.api.healths.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn health_answers_503_with_the_report_when_the_process_cannot_serve() {
+        let server = start(1024).await;
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let (status, body) = request(server.addr, Method::GET, "/health", &[AUTH], "").await;
+            assert_eq!(json_of(&body), json!({ "status": "ok", "pid": 42 }));
+            statuses.push(status);
+        }
+        assert_eq!(
+            statuses,
+            [
+                StatusCode::OK,
+                StatusCode::OK,
+                StatusCode::SERVICE_UNAVAILABLE
+            ]
+        );
     }
 
     #[tokio::test]

@@ -119,7 +119,12 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: Arc<Shared>) -
     let path = req.uri().path();
     if req.method() == Method::GET && path == "/health" {
         let health = shared.api.health().await;
-        return json_response(StatusCode::OK, &health);
+        let status = if health.serving {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        return json_response(status, &health.body);
     }
     if req.method() == Method::GET && path == "/ws" {
         return upgrade(req, peer, shared);
