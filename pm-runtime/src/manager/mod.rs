@@ -92,6 +92,38 @@ impl Drop for Inner {
 /// Cheap to clone: clones share the same processes. When the last clone is dropped without
 /// [`ProcessManager::shutdown`], children are killed (SIGKILL) and workers are disconnected;
 /// call `shutdown` to run shutdown hooks and drain calls.
+///
+/// ```
+/// use pm_runtime::prelude::*;
+///
+/// #[derive(Default)]
+/// pub struct Calculator;
+///
+/// #[process(name = "calculator", version = "1.0.0")]
+/// impl Calculator {
+///     #[public]
+///     pub async fn add(&self, a: i64, b: i64) -> i64 { a + b }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), pm_runtime::Error> {
+/// let pm = ProcessManager::new(ProcessManagerConfig {
+///     isolation: Isolation::Worker, // the default: a thread with its own runtime
+///     ..Default::default()
+/// });
+/// let mut events = pm.subscribe();
+/// let calc = pm.spawn_linked::<Calculator>(SpawnOptions::default().name("calc")).await?;
+/// assert_eq!(calc.add(5, 3).await?, 8);
+///
+/// let info = pm.info(calc.id()).expect("listed");
+/// assert_eq!((info.name.as_str(), info.state), ("calc", ProcessState::Running {}));
+/// assert!(matches!(events.recv().await, Ok(ProcessEvent::Spawned { .. })));
+/// assert_eq!(pm.get_metrics(calc.id()).await?.requests, 1);
+///
+/// pm.shutdown().await?; // stops every process, newest first, running its shutdown hooks
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct ProcessManager {
     inner: Arc<Inner>,
@@ -206,6 +238,25 @@ impl ProcessManager {
     /// is missing or not executable, the process closes during the handshake, or its `init`
     /// fails (the message holds `init`'s error); [`Error::VersionMismatch`] when the binary is
     /// a different version of `P`. Nothing is left running after an error.
+    ///
+    /// ```no_run
+    /// # use pm_runtime::prelude::*;
+    /// # #[derive(Default)] pub struct Calculator;
+    /// # #[process(name = "calculator", version = "1.0.0")]
+    /// # impl Calculator { #[public] pub async fn add(&self, a: i64, b: i64) -> i64 { a + b } }
+    /// # async fn demo() -> Result<(), pm_runtime::Error> {
+    /// // The binary's `main` is `pm_runtime::process_main!(Calculator);`.
+    /// let pm = ProcessManager::new(ProcessManagerConfig {
+    ///     isolation: Isolation::Child,
+    ///     ..Default::default()
+    /// });
+    /// let calc = pm
+    ///     .spawn::<Calculator>("target/debug/calculator", SpawnOptions::default())
+    ///     .await?;
+    /// assert_eq!(calc.add(5, 3).await?, 8);
+    /// pm.stop(calc.id()).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn spawn<P: Process>(
         &self,
         binary: impl AsRef<Path>,
