@@ -565,6 +565,11 @@ impl ProcessManager {
 
     /// Stops every process gracefully, in reverse start order, and reaps every child.
     /// Handles stay valid but their calls fail with [`Error::Unavailable`].
+    ///
+    /// # Errors
+    /// None today: a process that does not stop within the grace period is killed, and that
+    /// is logged, not returned. The `Result` is part of the pinned signature, so that a
+    /// failure to reap can be reported later without breaking callers.
     pub async fn shutdown(&self) -> Result<(), Error> {
         // Supervisors first, each stopping its tree in reverse order, so none restarts a
         // child the shutdown stops.

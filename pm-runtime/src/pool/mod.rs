@@ -519,6 +519,10 @@ impl<P: Process> Pool<P> {
     /// Ends the pool gracefully: new calls are refused with [`Error::Unavailable`], calls
     /// in flight and already queued finish (within the manager's grace period), then every
     /// member is stopped. The same as `ProcessManager::stop(pool.id())`.
+    ///
+    /// # Errors
+    /// None today (a member that overruns the grace period is killed); the `Result` matches
+    /// `ProcessManager::stop`.
     pub async fn drain(pool: &Self) -> Result<(), Error> {
         pool.core.stop().await;
         Ok(())
