@@ -94,12 +94,18 @@ pub enum Error {
     #[error("protocol error: {0}")]
     Protocol(String),
     /// The process is not the one the client was built for.
-    #[error("version mismatch: the client expects {expected}, but the process is {found}")]
+    #[error(
+        "version mismatch: the client expects {expected}, but the process is {found}{}",
+        difference.as_deref().map(|d| format!("; {d}")).unwrap_or_default()
+    )]
     VersionMismatch {
-        /// What the client was generated from.
-        expected: Identity,
+        /// What the client was generated from (boxed, as `found`: they keep `Error` small).
+        expected: Box<Identity>,
         /// What the process reported in the handshake.
-        found: Identity,
+        found: Box<Identity>,
+        /// What differs in the method tables, when the process sent its schema: the method,
+        /// and the first argument, field, variant or type whose structure differs.
+        difference: Option<Box<str>>,
     },
     /// No process with this id is known to the manager.
     #[error("no process with id {0}")]

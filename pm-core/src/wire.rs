@@ -415,6 +415,10 @@ pub struct Welcome {
     pub identity: crate::schema::Identity,
     /// The OS pid of the process hosting it.
     pub pid: u32,
+    /// The structure of its method table, so that a client whose fingerprint differs can say
+    /// what differs. Absent from peers that predate it.
+    #[serde(default)]
+    pub schema: Option<crate::schema::Schema>,
 }
 
 /// A decoded call, borrowing the method name from its frame.

@@ -279,6 +279,29 @@ fn generate_process_impl(plan: &Plan<'_>) -> TokenStream {
         }
     });
 
+    let schema_types = plan.publics.iter().map(|public| {
+        let method_name = public.func.sig.ident.to_string();
+        let args = public.args.iter().map(|arg| {
+            let ty = arg.ty;
+            let spelled = type_string(ty);
+            quote!((#spelled, #p::trace::<#ty>))
+        });
+        let ret = match &public.returns {
+            Returns::Unit => quote!(("()", #p::trace::<()>)),
+            Returns::Value(ty) | Returns::Result { ok: ty } => {
+                let spelled = type_string(ty);
+                quote!((#spelled, #p::trace::<#ty>))
+            }
+        };
+        quote! {
+            #p::MethodTypes {
+                name: #method_name,
+                args: &[#(#args),*],
+                ret: #ret,
+            }
+        }
+    });
+
     let arms = plan.publics.iter().map(|public| dispatch_arm(&p, public));
 
     let init = generate_init(plan, &p, &deps);
@@ -322,6 +345,7 @@ fn generate_process_impl(plan: &Plan<'_>) -> TokenStream {
             const NAME: &'static str = #name;
             const VERSION: &'static str = #version;
             const METHODS: &'static [#p::MethodInfo] = &[#(#method_infos),*];
+            const SCHEMA_TYPES: &'static [#p::MethodTypes] = &[#(#schema_types),*];
 
             #init
 

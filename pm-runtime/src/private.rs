@@ -13,6 +13,7 @@ pub use crate::caller::Caller;
 pub use crate::host::run_process_main;
 pub use crate::process::{BoxFuture, ClientStub, DispatchResult, Process, ProcessCell, ReplyTo};
 pub use bytes::Bytes as RawBytes;
+pub use pm_core::schema::{trace, MethodTypes};
 pub use pm_core::{HealthStatus, MethodInfo, Receiver};
 
 /// Boxes a call's future.

@@ -41,6 +41,11 @@ pub trait Process: Sized + Send + Sync + 'static {
     /// The method table: every `#[public]` method, in source order.
     const METHODS: &'static [MethodInfo];
 
+    /// Every `#[public]` method's argument and return types with their tracers: what the
+    /// handshake's structural schema is built from (see [`pm_core::schema::Schema`]).
+    #[doc(hidden)]
+    const SCHEMA_TYPES: &'static [pm_core::schema::MethodTypes] = &[];
+
     /// Builds the instance from the spawn's dependencies (MessagePack). Without an `init`
     /// method this is `Default::default()`.
     #[doc(hidden)]
@@ -88,6 +93,38 @@ pub(crate) fn expected_identity<P: Process>() -> pm_core::Identity {
     pm_core::Identity {
         name: P::NAME.to_owned(),
         version: P::VERSION.to_owned(),
-        fingerprint: pm_core::schema::fingerprint(P::METHODS),
+        fingerprint: schema_of::<P>().fingerprint(),
     }
+}
+
+/// The structural schema of `P`, traced on first use and kept for the life of the program
+/// (one per process type).
+pub(crate) fn schema_of<P: Process>() -> &'static pm_core::schema::Schema {
+    use std::any::TypeId;
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Schemas = Mutex<HashMap<TypeId, &'static pm_core::schema::Schema>>;
+    static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
+    let schemas = SCHEMAS.get_or_init(Schemas::default);
+    let known = schemas
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(&TypeId::of::<P>())
+        .copied();
+    if let Some(schema) = known {
+        return schema;
+    }
+    // Traced outside the lock: tracing runs the types' own `Deserialize` code. Two threads
+    // may trace the same type at once; the first to finish is kept.
+    let traced = pm_core::schema::Schema::build(P::SCHEMA_TYPES);
+    for reason in &traced.by_name {
+        tracing::debug!(process = P::NAME, %reason, "a type is compared by its name");
+    }
+    let mut schemas = schemas
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let schema: &'static pm_core::schema::Schema = schemas
+        .entry(TypeId::of::<P>())
+        .or_insert_with(|| Box::leak(Box::new(traced)));
+    schema
 }

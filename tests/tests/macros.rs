@@ -230,7 +230,10 @@ async fn a_client_for_version_two_is_refused_by_a_version_one_binary() {
         .spawn::<CalculatorV2>(CALCULATOR, SpawnOptions::default())
         .await
         .expect_err("version mismatch");
-    let Error::VersionMismatch { expected, found } = &err else {
+    let Error::VersionMismatch {
+        expected, found, ..
+    } = &err
+    else {
         panic!("expected a version mismatch, got {err:?}");
     };
     assert_eq!(expected.version, "2.0.0");

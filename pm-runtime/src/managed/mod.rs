@@ -88,6 +88,8 @@ pub(crate) struct Managed {
     pub(crate) id: ProcessId,
     pub(crate) name: String,
     pub(crate) identity: Identity,
+    /// The structure behind `identity`'s fingerprint, to say what differs on a mismatch.
+    pub(crate) schema: &'static pm_core::schema::Schema,
     spec: LaunchSpec,
     launcher: Launcher,
     dependencies: Bytes,
@@ -144,6 +146,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct ManagedSpec {
     pub(crate) id: ProcessId,
     pub(crate) identity: Identity,
+    pub(crate) schema: &'static pm_core::schema::Schema,
     pub(crate) launch: LaunchSpec,
     pub(crate) launcher: Launcher,
     pub(crate) dependencies: Bytes,
@@ -182,6 +185,7 @@ impl Managed {
             id: spec.id,
             name: spec.launch.name.clone(),
             identity: spec.identity,
+            schema: spec.schema,
             spec: spec.launch,
             launcher: spec.launcher,
             dependencies: spec.dependencies,

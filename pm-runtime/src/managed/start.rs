@@ -48,6 +48,7 @@ impl Managed {
         let greeting = handshake(
             &mut conn,
             &self.identity,
+            self.schema,
             &self.spec.token,
             self.dependencies.clone(),
             self.spec.limits.max_frame_size,

@@ -53,6 +53,7 @@ async fn next_frame(
 pub(crate) async fn handshake(
     conn: &mut Connection,
     expected: &Identity,
+    schema: &pm_core::schema::Schema,
     token: &Token,
     dependencies: Bytes,
     max_frame: usize,
@@ -95,9 +96,21 @@ pub(crate) async fn handshake(
         )));
     }
     if &welcome.identity != expected {
+        // Same name and version but another fingerprint: say what differs, if the process
+        // sent its schema.
+        let difference = (welcome.identity.fingerprint != expected.fingerprint)
+            .then(|| {
+                welcome
+                    .schema
+                    .as_ref()
+                    .and_then(|theirs| schema.difference(theirs))
+                    .map(String::into_boxed_str)
+            })
+            .flatten();
         return Err(Error::VersionMismatch {
-            expected: expected.clone(),
-            found: welcome.identity,
+            expected: Box::new(expected.clone()),
+            found: Box::new(welcome.identity),
+            difference,
         });
     }
 

@@ -258,6 +258,7 @@ async fn accept<P: Process>(
         protocol: PROTOCOL_VERSION,
         identity: expected_identity::<P>(),
         pid: std::process::id(),
+        schema: Some(crate::process::schema_of::<P>().clone()),
     };
     let mut builder = wire::FrameBuilder::new(FrameKind::Welcome, 0, opts.max_frame);
     builder.named(&welcome).map_err(|e| e.to_string())?;
