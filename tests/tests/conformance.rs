@@ -68,6 +68,28 @@ impl Raw {
     }
 }
 
+/// Runs `call` in a task and returns the task once the call has been polled once: a call to
+/// a running process has been sent by then.
+async fn start_call<T: Send + 'static>(
+    call: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    let (polled, was_polled) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut call = std::pin::pin!(call);
+        let mut polled = Some(polled);
+        std::future::poll_fn(|cx| {
+            let poll = std::future::Future::poll(call.as_mut(), cx);
+            if let Some(polled) = polled.take() {
+                let _ = polled.send(());
+            }
+            poll
+        })
+        .await
+    });
+    let _ = was_polled.await;
+    task
+}
+
 fn hello(token: &str) -> Vec<u8> {
     let mut builder = FrameBuilder::new(FrameKind::Hello, 0, 1 << 20);
     builder
@@ -149,12 +171,13 @@ macro_rules! conformance {
                 let calc = spawn(&pm).await;
                 let pending = {
                     let calc = calc.clone();
-                    tokio::spawn(async move { calc.sleep(30_000).await })
+                    start_call(async move { calc.sleep(30_000).await }).await
                 };
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Calls on one connection arrive in order: once a later one is answered, the
+                // process has the slow one.
+                let pid = calc.pid().await.expect("pid");
                 let started = Instant::now();
                 if $isolation == Isolation::Child {
-                    let pid = calc.pid().await.expect("pid");
                     // SAFETY: signalling our own child.
                     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
                 } else {

@@ -60,6 +60,26 @@ async fn settled_counts(fds: usize, threads: usize) -> (usize, usize, usize) {
     }
 }
 
+/// Polls until the warm-up's teardown is over: its child (if any) reaped, no zombie, and fds
+/// and threads unchanged from one look to the next; panics after `SETTLE`. Returns the counts.
+async fn quiet_counts(warm_pid: Option<u32>) -> (usize, usize) {
+    let deadline = Instant::now() + SETTLE;
+    let mut last = (fd_count(), thread_count());
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = (fd_count(), thread_count());
+        let reaped = warm_pid.is_none_or(|pid| !pm_tests::pid_exists(pid));
+        if reaped && zombie_children() == 0 && now == last {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the warm-up never settled: child reaped {reaped}, counts {last:?} -> {now:?}"
+        );
+        last = now;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_spawn_stop_cycles_leave_no_zombie_fd_or_thread_behind() {
     for isolation in [Isolation::Child, Isolation::Worker] {
@@ -72,9 +92,10 @@ async fn five_hundred_spawn_stop_cycles_leave_no_zombie_fd_or_thread_behind() {
             .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())
             .await
             .expect("spawn");
+        let warm_pid = warm.pid().await.expect("pid");
         pm.stop(warm.id()).await.expect("stop");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let (fds, threads) = (fd_count(), thread_count());
+        let warm_child = (isolation == Isolation::Child).then_some(warm_pid);
+        let (fds, threads) = quiet_counts(warm_child).await;
         for cycle in 0..500u64 {
             let handle = pm
                 .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default())

@@ -121,6 +121,7 @@ async fn a_crash_loop_ends_in_failed_after_exactly_max_restarts_plus_one_starts(
         "{crashes:?}"
     );
     // No more spawns afterwards, and calls end at once.
+    // Deliberate absence window: no event may follow Failed within it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(events.try_recv().is_err(), "events after Failed");
     let info = pm.info(crasher.id()).expect("info");
@@ -218,6 +219,7 @@ async fn the_backoff_starts_over_after_an_incarnation_stays_up_for_the_stable_pe
     // Three quick crashes grow the backoff; one incarnation outlives the stable period, so
     // the next crash starts over; the one after that grows again.
     for up_ms in [0, 0, 0, 1_500, 0] {
+        // Time under test: this incarnation's uptime, measured against the stable period.
         tokio::time::sleep(Duration::from_millis(up_ms)).await;
         handle.exit_soon(1).await.expect("exit");
         let seen = collect_events(&mut events, Duration::from_secs(5), |e| {
@@ -230,14 +232,38 @@ async fn the_backoff_starts_over_after_an_incarnation_stays_up_for_the_stable_pe
     pm.shutdown().await.expect("shutdown");
 }
 
-/// Starts a 30 s call, SIGKILLs `pid` (the child serving it) 100 ms in, and returns the
-/// call's error, which must be `ProcessExited` within 3 s.
+/// Runs `call` in a task and returns the task once the call has been polled once: a call to
+/// a running process has been sent by then.
+async fn start_call<T: Send + 'static>(
+    call: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    let (polled, was_polled) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut call = std::pin::pin!(call);
+        let mut polled = Some(polled);
+        std::future::poll_fn(|cx| {
+            let poll = std::future::Future::poll(call.as_mut(), cx);
+            if let Some(polled) = polled.take() {
+                let _ = polled.send(());
+            }
+            poll
+        })
+        .await
+    });
+    let _ = was_polled.await;
+    task
+}
+
+/// Starts a 30 s call, SIGKILLs `pid` (the child serving it) once the child has the call, and
+/// returns the call's error, which must be `ProcessExited` within 3 s.
 async fn kill_9_during_a_slow_call(handle: &ProcessHandle<Lifecycle>, pid: u32) -> Error {
     let call = {
         let handle = handle.clone();
-        tokio::spawn(async move { handle.slow(30_000).await })
+        start_call(async move { handle.slow(30_000).await }).await
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Calls on one connection arrive in order: once a later one is answered, the child has
+    // the slow one.
+    assert_eq!(handle.pid().await.expect("pid"), pid);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let err = tokio::time::timeout(Duration::from_secs(3), call)
@@ -406,9 +432,11 @@ async fn a_dropped_call_future_is_aborted_in_the_process() {
             .expect("spawn");
         let call = {
             let handle = handle.clone();
-            tokio::spawn(async move { handle.slow(10_000).await })
+            start_call(async move { handle.slow(10_000).await }).await
         };
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Calls on one connection arrive in order: once a later one is answered, the process
+        // has the slow one.
+        handle.pid().await.expect("pid");
         call.abort();
         let mut aborted = 0;
         for _ in 0..50 {
@@ -480,11 +508,30 @@ async fn with_restart_on_failure_a_clean_exit_stops_and_a_failure_restarts() {
         .expect("spawn");
     let failing_pid = failing.pid().await.expect("pid");
     failing.exit_soon(1).await.expect("exit");
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(matches!(
-        pm.info(clean.id()).expect("info").state,
-        ProcessState::Stopped { .. }
-    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = pm.info(clean.id()).expect("info");
+        if matches!(info.state, ProcessState::Stopped { .. }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the clean exit did not stop it: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = pm.info(failing.id()).expect("info");
+        if info.restarts >= 1 && matches!(info.state, ProcessState::Running { .. }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failure did not restart it: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(matches!(clean.pid().await, Err(Error::Unavailable { .. })));
     assert_ne!(failing.pid().await.expect("restarted"), failing_pid);
     pm.shutdown().await.expect("shutdown");
@@ -701,6 +748,7 @@ async fn a_child_spawned_from_a_short_lived_thread_outlives_that_thread() {
     .expect("the spawning thread ends")
     .expect("spawn");
     let pid = handle.pid().await.expect("pid");
+    // Deliberate absence window: a parent-death signal from the ended thread would land in it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(handle.pid().await.expect("still serving"), pid);
     assert!(pid_alive(pid));
@@ -740,8 +788,20 @@ async fn a_call_in_flight_ends_when_the_child_dies_even_if_a_daemon_it_started_l
     pm.shutdown().await.expect("shutdown");
 }
 
+/// Whether `pid` has a thread named `name` (a process binary names its runtime's threads
+/// `pm-<process name>`).
+fn has_thread_named(pid: u32, name: &str) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+        tasks.filter_map(Result::ok).any(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+    })
+}
+
 /// Spawns a `SlowStart` whose init takes 10 s, in a task; returns the task and, once the
-/// child is launched, its id and pid.
+/// child is launched and its runtime (which runs the handshake, then the init) is up, its id
+/// and pid.
 async fn spawn_slow_start(
     pm: &ProcessManager,
 ) -> (
@@ -763,14 +823,18 @@ async fn spawn_slow_start(
         if let Some(info) = pm.list().first() {
             if let Some(pid) = info.pid {
                 assert!(matches!(info.state, ProcessState::Starting { .. }));
-                break (info.id, pid);
+                // Into the handshake and the init: the child's runtime is up.
+                if has_thread_named(pid, "pm-slow-start") {
+                    break (info.id, pid);
+                }
             }
         }
-        assert!(Instant::now() < deadline, "the child was never launched");
+        assert!(
+            Instant::now() < deadline,
+            "the child was never launched or never started its runtime"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    // Into the init.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     (spawning, id, pid)
 }
 

@@ -32,6 +32,28 @@ async fn spawn(pm: &ProcessManager) -> ProcessHandle<Calculator> {
     .expect("the calculator spawns")
 }
 
+/// Runs `call` in a task and returns the task once the call has been polled once: a call to
+/// a running process has taken its in-flight slot and been sent by then.
+async fn start_call<T: Send + 'static>(
+    call: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    let (polled, was_polled) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut call = std::pin::pin!(call);
+        let mut polled = Some(polled);
+        std::future::poll_fn(|cx| {
+            let poll = std::future::Future::poll(call.as_mut(), cx);
+            if let Some(polled) = polled.take() {
+                let _ = polled.send(());
+            }
+            poll
+        })
+        .await
+    });
+    let _ = was_polled.await;
+    task
+}
+
 async fn shutdown(pm: &ProcessManager) {
     tokio::time::timeout(Duration::from_secs(60), pm.shutdown())
         .await
@@ -80,12 +102,11 @@ async fn bursts_of_calls_are_all_answered_and_shutdown_follows() {
 async fn a_deadline_covers_the_wait_for_a_slot() {
     let pm = manager(TransportKind::Ipc, 1);
     let calc = spawn(&pm).await;
+    // The long call holds the one slot once it has started.
     let long = {
         let calc = calc.clone();
-        tokio::spawn(async move { calc.sleep(1500).await })
+        start_call(async move { calc.sleep(1500).await }).await
     };
-    // The long call holds the one slot once it has started.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let hurried = ProcessHandle::with_timeout(&calc, Duration::from_millis(200));
     let started = Instant::now();
     let outcome = hurried.add(1, 2).await;

@@ -658,6 +658,7 @@ async fn chaos_killing_a_member_every_200_ms_hangs_no_call_and_idempotent_calls_
     let started = Instant::now();
     let mut turn = 0;
     while started.elapsed() < Duration::from_secs(5) {
+        // Time under test: the chaos cadence, a kill every 200 ms whatever state members are in.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let pids = member_pids(&pm, &pool);
         if let Some(pid) = pids.get(turn % pids.len().max(1)) {

@@ -78,6 +78,7 @@ async fn a_stop_during_a_restarts_handshake_is_not_undone_by_it() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     pm.stop(handle.id()).await.expect("stop");
+    // Deliberate absence window: longer than the 1.5 s init, whose end must not undo the stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(matches!(
         pm.info(handle.id()).expect("info").state,
@@ -89,6 +90,9 @@ async fn a_stop_during_a_restarts_handshake_is_not_undone_by_it() {
     assert!(matches!(call, Err(Error::Unavailable { .. })), "{call:?}");
     pm.shutdown().await.expect("shutdown");
 }
+
+/// `Blocker::nap` calls running now (in-process instances share this OS process).
+static NAPPING: AtomicU32 = AtomicU32::new(0);
 
 /// Calls that block their thread.
 #[derive(Default)]
@@ -106,6 +110,14 @@ impl Blocker {
     /// Sleeps without blocking for `millis`.
     #[public]
     pub async fn nap(&self, millis: u64) -> u64 {
+        struct Running;
+        impl Drop for Running {
+            fn drop(&mut self) {
+                NAPPING.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        NAPPING.fetch_add(1, Ordering::SeqCst);
+        let _running = Running;
         tokio::time::sleep(Duration::from_millis(millis)).await;
         millis
     }
@@ -126,7 +138,7 @@ async fn a_stop_while_supervision_ends_a_hung_worker_leaves_it_stopped_with_no_l
         .await
         .expect("spawn");
     let busy = handle.clone();
-    tokio::spawn(async move { busy.block(2_500).await });
+    let blocked = tokio::spawn(async move { busy.block(2_500).await });
     loop {
         let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
             .await
@@ -136,8 +148,16 @@ async fn a_stop_while_supervision_ends_a_hung_worker_leaves_it_stopped_with_no_l
             break;
         }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Supervision has begun ending the hung worker once it failed the call the worker hangs in
+    // (long before the 2.5 s block could end it).
+    let blocked = tokio::time::timeout(Duration::from_secs(10), blocked)
+        .await
+        .expect("supervision ended the hung call")
+        .expect("task");
+    assert!(blocked.is_err(), "the hung call was not ended: {blocked:?}");
     pm.stop(handle.id()).await.expect("stop");
+    // Deliberate absence window: outlasts the 2.5 s block, after which a late verdict on the
+    // hung worker would show as Crashed or Restarting.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(matches!(
         pm.info(handle.id()).expect("info").state,
@@ -177,8 +197,14 @@ async fn a_deadline_also_covers_waiting_for_a_free_call_slot() {
         .await
         .expect("spawn");
     let busy = handle.clone();
+    let napping = NAPPING.load(Ordering::SeqCst);
     let first = tokio::spawn(async move { busy.nap(2_000).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The first call holds the one slot while it runs in the process.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while NAPPING.load(Ordering::SeqCst) == napping {
+        assert!(Instant::now() < deadline, "the first call never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let started = Instant::now();
     let err = ProcessHandle::with_timeout(&handle, Duration::from_millis(200))
         .nap(1)
@@ -210,11 +236,14 @@ async fn killing_an_in_process_http_instance_closes_its_listener() {
         .expect("endpoint");
     let addr = endpoint.socket_addr().expect("an http address");
     pm.kill(handle.id()).await.expect("kill");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        tokio::net::TcpStream::connect(&addr).await.is_err(),
-        "{addr} still accepts connections after kill"
-    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "{addr} still accepts connections 10 s after kill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
