@@ -9,7 +9,9 @@ use std::str::FromStr;
 /// reports it and as a manager's `connect` and a standalone host take it.
 ///
 /// Written as text, it is `unix:/path/to.sock`, `tcp:ip:port` or `http://ip:port`; `parse`
-/// (or [`FromStr`]) reads that form and `Display` writes it, so the two round-trip.
+/// (or [`FromStr`]) reads that form and `Display` writes it, so the two round-trip, for a
+/// unix path that is valid UTF-8 (`Display` writes other bytes lossily, as `Path::display`
+/// does; such an address can be built, but not written as text).
 ///
 /// ```
 /// use pm_core::Address;

@@ -17,6 +17,10 @@ use crate::catch::{panic_message, CatchUnwind};
 use crate::process::{BoxFuture, Process, ReplyTo};
 use crate::rpc::server::SharedInstance;
 
+/// How long `GET /health` waits for the process's `#[health_check]`: the default of
+/// `HealthCheckConfig::timeout`, which a manager's polling uses.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves one process type's JSON endpoints over its shared instance.
 ///
 /// JSON calls share one bound on calls in flight (`limits.max_in_flight`, across all HTTP
@@ -115,7 +119,26 @@ impl<P: Process> HttpApi for ProcessApi<P> {
     fn health(&self) -> BoxFuture<'_, pm_transport::HealthReport> {
         Box::pin(async move {
             let status = match self.instance.get() {
-                Some(cell) => P::__health(cell).await,
+                // A check that panics or overruns its time is an unhealthy answer, as the
+                // manager's own polling counts it, never a dropped or hung request.
+                Some(cell) => {
+                    match tokio::time::timeout(HEALTH_TIMEOUT, CatchUnwind(P::__health(cell))).await
+                    {
+                        Ok(Ok(status)) => status,
+                        Ok(Err(panic)) => pm_core::HealthStatus::unhealthy().with_check(
+                            "health_check",
+                            pm_core::CheckStatus::Fail,
+                            Some(format!("the health check panicked: {panic}")),
+                        ),
+                        Err(_) => pm_core::HealthStatus::unhealthy().with_check(
+                            "health_check",
+                            pm_core::CheckStatus::Fail,
+                            Some(format!(
+                                "the health check took longer than {HEALTH_TIMEOUT:?}"
+                            )),
+                        ),
+                    }
+                }
                 None => pm_core::HealthStatus::degraded().with_check(
                     "init",
                     pm_core::CheckStatus::Warn,

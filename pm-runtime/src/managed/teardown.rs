@@ -233,14 +233,18 @@ impl Owner {
         if !std::ptr::eq(Arc::as_ptr(&current.rpc), rpc.as_ptr()) || current.rpc.is_closed() {
             return;
         }
+        // An incarnation that has already ended on its own keeps its own reason: the
+        // verdict came too late to be why it died.
+        if current.exit.borrow().is_some() {
+            return;
+        }
         tracing::warn!(process = %m.name, id = %m.id, %reason, "restarting the process");
         current.rpc.abort(Error::ProcessExited {
             process: m.name.clone(),
             reason: reason.to_string(),
         });
         self.recycle_reason = Some(reason);
-        // Not once it has been reaped: its pid may be another process's by now.
-        if let (Control::Child { pid }, None) = (&current.control, &*current.exit.borrow()) {
+        if let Control::Child { pid } = &current.control {
             signal_group(*pid, libc::SIGKILL);
         }
     }
