@@ -183,6 +183,22 @@ impl Default for Monitoring {
     }
 }
 
+/// How many ended (stopped or failed) processes the manager keeps listed, so that `info`
+/// and `list` still answer for them, without growing for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Retention {
+    /// The most ended processes kept; when one more ends, the one that was started first is
+    /// forgotten (`info` answers `None` for it). Pools and supervision trees keep their own
+    /// members. Default: 100.
+    pub max_ended: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { max_ended: 100 }
+    }
+}
+
 /// Bounds on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limits {
@@ -252,6 +268,8 @@ pub struct ProcessManagerConfig {
     /// `127.0.0.1`, reachable from this machine only; set it to another interface only
     /// behind a firewall, since every connection is still token-checked but unencrypted.
     pub bind_address: IpAddr,
+    /// How many ended processes stay listed. Default: the last 100.
+    pub retention: Retention,
 }
 
 impl Default for ProcessManagerConfig {
@@ -265,6 +283,7 @@ impl Default for ProcessManagerConfig {
             limits: Limits::default(),
             grace_period: Duration::from_secs(5),
             bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            retention: Retention::default(),
         }
     }
 }

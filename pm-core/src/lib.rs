@@ -19,7 +19,7 @@ pub mod wire;
 pub use address::{Address, AddressError, ToAddress};
 pub use config::{
     Backoff, BackoffKind, HealthCheckConfig, Isolation, Limits, Monitoring, ProcessManagerConfig,
-    Resources, RestartOn, RestartPolicy, TransportKind,
+    Resources, RestartOn, RestartPolicy, Retention, TransportKind,
 };
 pub use crash::CrashReason;
 pub use error::{Error, RemoteError, RemoteErrorKind};

@@ -92,7 +92,7 @@ pub use pm_core::{
     HealthCheckConfig, HealthState, HealthStatus, Identity, Isolation, LatencySummary, Limits,
     MethodInfo, MethodMetrics, Monitoring, ProcessId, ProcessInfo, ProcessManagerConfig,
     ProcessMetrics, ProcessState, RemoteError, RemoteErrorKind, Resources, RestartOn,
-    RestartPolicy, ToAddress, TransportKind,
+    RestartPolicy, Retention, ToAddress, TransportKind,
 };
 pub use pm_macros::{health_check, on_shutdown, process, public};
 pub use pool::{Autoscale, CircuitBreaker, Pool, PoolOptions, Recycle, Strategy};
@@ -110,7 +110,7 @@ pub mod prelude {
         CrashReason, HealthCheckConfig, HealthState, HealthStatus, Isolation, Limits, Monitoring,
         Pool, PoolOptions, ProcessEvent, ProcessHandle, ProcessId, ProcessInfo, ProcessManager,
         ProcessManagerConfig, ProcessMetrics, ProcessState, Resources, RestartOn, RestartPolicy,
-        SpawnOptions, Strategy, TransportKind,
+        Retention, SpawnOptions, Strategy, TransportKind,
     };
 }
 

@@ -407,7 +407,11 @@ impl ProcessManager {
         });
         // Listed before it starts, so a `shutdown` racing this spawn stops it too (its start
         // then fails with "stopped while starting") instead of missing it.
-        self.processes().push(managed.clone());
+        {
+            let mut processes = self.processes();
+            retention::forget_ended(&mut processes, config.retention.max_ended);
+            processes.push(managed.clone());
+        }
         // The start runs in a task of its own and the guard kills and unlists the process if
         // this future is dropped first (a timeout around `spawn`): a launched child is never
         // left without anyone to end it, and nothing is listed that no one asked for.
@@ -605,5 +609,6 @@ enum Target {
 
 mod members;
 mod report;
+mod retention;
 
 use members::Members;
