@@ -375,6 +375,40 @@ async fn kill_9_of_the_manager_leaves_no_child_alive_within_two_seconds() {
 }
 
 #[tokio::test]
+async fn kill_9_of_a_manager_running_a_pool_and_nested_supervisors_leaves_no_child_alive() {
+    let mut manager = tokio::process::Command::new(MANAGER)
+        .args([LIFECYCLE, "tree"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("manager starts");
+    let stdout = manager.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the manager reports its children")
+        .expect("read")
+        .expect("a line");
+    let children: Vec<u32> = line
+        .split_whitespace()
+        .map(|pid| pid.parse().expect("a pid"))
+        .collect();
+    // One process on its own, four pool members, and `db` and `web/api` in the tree.
+    assert_eq!(children.len(), 7, "{line}");
+    assert!(children.iter().all(|pid| pid_alive(*pid)), "{line}");
+    manager.start_kill().expect("SIGKILL");
+    let _ = manager.wait().await;
+    // Two seconds for all of them together, not each.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for child in children {
+        assert!(
+            wait_dead(child, deadline.saturating_duration_since(Instant::now())).await,
+            "child {child} outlived its manager"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_call_past_its_deadline_times_out_and_the_process_aborts_it() {
     let pm = child_manager(RestartPolicy::default());
     let handle = pm
