@@ -19,6 +19,11 @@ pub const TOKEN_ENV: &str = "TITAN_PM_TOKEN";
 /// Optional: the dependencies of a standalone process's `init`, as JSON.
 pub const DEPENDENCIES_ENV: &str = "TITAN_PM_DEPENDENCIES";
 
+/// The environment variable listing, comma-separated, the user ids besides the process's own
+/// and root that may connect to a standalone process's unix socket
+/// ([`HostOptions::peer_uids`]).
+pub const PEER_UIDS_ENV: &str = "TITAN_PM_PEER_UIDS";
+
 /// The log level of a process binary's own `tracing` output (`error`, `warn`, `info`,
 /// `debug`, `trace` or `off`; default `info`). A child writes it to stderr and the manager
 /// forwards each line into its own `tracing` at the same level.
@@ -38,6 +43,9 @@ pub struct HostOptions {
     pub limits: pm_core::Limits,
     /// How long shutdown hooks may take after SIGTERM or Ctrl-C. Default: 5 s.
     pub grace_period: Duration,
+    /// Users, besides this process's own and root, whose processes may connect to a unix
+    /// socket address (checked with `SO_PEERCRED` before the token). Default: none.
+    pub peer_uids: Vec<u32>,
     dependencies: Option<Result<bytes::Bytes, String>>,
 }
 
@@ -48,6 +56,7 @@ impl std::fmt::Debug for HostOptions {
             .field("token", &"<redacted>")
             .field("limits", &self.limits)
             .field("grace_period", &self.grace_period)
+            .field("peer_uids", &self.peer_uids)
             .finish_non_exhaustive()
     }
 }
@@ -60,6 +69,7 @@ impl HostOptions {
             token: token.into(),
             limits: pm_core::Limits::default(),
             grace_period: Duration::from_secs(5),
+            peer_uids: Vec::new(),
             dependencies: None,
         }
     }
@@ -96,6 +106,22 @@ impl HostOptions {
             Err(err) => return Some(Err(Error::Config(format!("{LISTEN_ENV}: {err}")))),
         };
         let mut options = Self::new(address, token);
+        if let Ok(list) = std::env::var(PEER_UIDS_ENV) {
+            let parsed: Result<Vec<u32>, _> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|uid| !uid.is_empty())
+                .map(str::parse::<u32>)
+                .collect();
+            match parsed {
+                Ok(uids) => options.peer_uids = uids,
+                Err(err) => {
+                    return Some(Err(Error::Config(format!(
+                        "{PEER_UIDS_ENV} is not a comma-separated list of user ids: {err}"
+                    ))))
+                }
+            }
+        }
         if let Ok(json) = std::env::var(DEPENDENCIES_ENV) {
             match serde_json::from_str::<serde_json::Value>(&json) {
                 Ok(value) => options = options.dependencies(value),
@@ -167,6 +193,7 @@ pub async fn host<P: Process>(options: HostOptions) -> Result<(), Error> {
         token: crate::token::Token::from_string(options.token),
         max_frame: options.limits.max_frame_size,
         max_in_flight: options.limits.max_in_flight,
+        peer_uids: options.peer_uids,
     };
     tokio::select! {
         end = crate::rpc::server::serve_listener_with::<P>(listener, http, opts, instance) => {
@@ -366,6 +393,7 @@ pub fn run_process_main<P: Process>() -> ExitCode {
             token: bootstrap.token,
             max_frame: bootstrap.max_frame,
             max_in_flight: bootstrap.max_in_flight,
+            peer_uids: Vec::new(),
         };
         let fd = bootstrap.fd;
         match bootstrap.socket {

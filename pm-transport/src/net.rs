@@ -30,6 +30,25 @@ pub async fn connect(address: &Address, token: &str, max_frame: usize) -> io::Re
     }
 }
 
+/// Whether the peer of a unix stream runs as a user that may connect: this process's
+/// effective user, root, or one of `uids`.
+fn peer_allowed(stream: &tokio::net::UnixStream, uids: &[u32]) -> Result<(), String> {
+    let peer = stream
+        .peer_cred()
+        .map_err(|err| format!("its credentials cannot be read: {err}"))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let own = unsafe { libc::geteuid() };
+    let uid = peer.uid();
+    if uid == own || uid == 0 || uids.contains(&uid) {
+        Ok(())
+    } else {
+        Err(format!(
+            "peer pid {:?} runs as uid {uid}, not {own} (this process's), root, or one allowed",
+            peer.pid()
+        ))
+    }
+}
+
 /// A listening socket, unix or TCP.
 #[derive(Debug)]
 pub enum Listener {
@@ -55,13 +74,31 @@ impl Listener {
         })
     }
 
-    /// Accepts the next connection.
+    /// Accepts the next connection. Over a unix socket, only a peer running as this
+    /// process's own user, or as root, is accepted (see [`Listener::accept_from`]).
+    ///
+    /// # Errors
+    /// The listener's I/O errors.
     pub async fn accept(&self, max_frame: usize) -> io::Result<Connection> {
+        self.accept_from(max_frame, &[]).await
+    }
+
+    /// Accepts the next connection. Over a unix socket, the peer's credentials
+    /// (`SO_PEERCRED`) are checked before a byte is read: a peer whose user is not this
+    /// process's effective user, root, or one of `uids` is closed at once, logged, and the
+    /// next connection is awaited. TCP peers have no credentials; the token is their check.
+    ///
+    /// # Errors
+    /// The listener's I/O errors.
+    pub async fn accept_from(&self, max_frame: usize, uids: &[u32]) -> io::Result<Connection> {
         match self {
-            Listener::Unix(l) => {
+            Listener::Unix(l) => loop {
                 let (stream, _) = l.accept().await?;
-                Ok(from_unix_stream(stream, max_frame, "unix"))
-            }
+                match peer_allowed(&stream, uids) {
+                    Ok(()) => return Ok(from_unix_stream(stream, max_frame, "unix")),
+                    Err(reason) => tracing::warn!(%reason, "refused a unix connection"),
+                }
+            },
             Listener::Tcp(l) => {
                 let (stream, _) = l.accept().await?;
                 stream.set_nodelay(true)?;

@@ -36,6 +36,7 @@ impl LaunchSpec {
             token: self.token.clone(),
             max_frame: self.limits.max_frame_size,
             max_in_flight: self.limits.max_in_flight,
+            peer_uids: Vec::new(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct ServeOptions {
     pub(crate) token: Token,
     pub(crate) max_frame: usize,
     pub(crate) max_in_flight: usize,
+    /// Users besides this process's own (and root) that may connect over a unix socket.
+    pub(crate) peer_uids: Vec<u32>,
 }
 
 /// How a served connection ended.
@@ -60,9 +62,9 @@ enum Accepting {
 }
 
 impl Accepting {
-    async fn next(&mut self, max_frame: usize) -> std::io::Result<Connection> {
+    async fn next(&mut self, max_frame: usize, peer_uids: &[u32]) -> std::io::Result<Connection> {
         match self {
-            Accepting::Socket(listener) => listener.accept(max_frame).await,
+            Accepting::Socket(listener) => listener.accept_from(max_frame, peer_uids).await,
             Accepting::Http(incoming) => match incoming.recv().await {
                 Some(conn) => Ok(conn),
                 None => std::future::pending().await,
@@ -147,7 +149,7 @@ async fn accept_loop<P: Process>(
     let mut connections = tokio::task::JoinSet::new();
     let end = loop {
         tokio::select! {
-            accepted = accepting.next(opts.max_frame) => match accepted {
+            accepted = accepting.next(opts.max_frame, &opts.peer_uids) => match accepted {
                 Ok(conn) => {
                     let (opts, instance, primary_tx) = (opts.clone(), instance.clone(), primary_tx.clone());
                     connections.spawn(async move {

@@ -19,6 +19,7 @@ fn options(token: &str) -> ServeOptions {
         token: Token::from_string(token.into()),
         max_frame: 4096,
         max_in_flight: 8,
+        peer_uids: Vec::new(),
     }
 }
 
@@ -138,6 +139,7 @@ async fn at_full_capacity_cancels_and_shutdown_still_get_through() {
         token: Token::from_string("secret".into()),
         max_frame: 4096,
         max_in_flight: 2,
+        peer_uids: Vec::new(),
     };
     let served = tokio::spawn(serve::<Gate>(server, opts));
     greet(&mut client).await;
@@ -179,6 +181,7 @@ async fn gate(max_in_flight: usize) -> (Connection, tokio::task::JoinHandle<Serv
         token: Token::from_string("secret".into()),
         max_frame: 4096,
         max_in_flight,
+        peer_uids: Vec::new(),
     };
     let served = tokio::spawn(serve::<Gate>(server, opts));
     greet(&mut client).await;
@@ -232,6 +235,7 @@ async fn an_oversized_call_during_a_shutdown_gets_a_shutting_down_reply() {
         token: Token::from_string("secret".into()),
         max_frame: 4096,
         max_in_flight: 8,
+        peer_uids: Vec::new(),
     };
     let _served = tokio::spawn(serve::<Gate>(server, opts));
     greet(&mut client).await;
