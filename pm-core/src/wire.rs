@@ -415,10 +415,12 @@ pub struct Welcome {
     pub identity: crate::schema::Identity,
     /// The OS pid of the process hosting it.
     pub pid: u32,
-    /// The structure of its method table, so that a client whose fingerprint differs can say
-    /// what differs. Absent from peers that predate it.
+    /// The structure of its method table ([`Schema::to_bytes`](crate::schema::Schema::to_bytes)),
+    /// so that a client whose fingerprint differs can say what differs. Kept as bytes and
+    /// decoded apart, so that a schema this build cannot read is ignored rather than failing
+    /// the handshake. Absent from peers that predate it, and when it would not fit the frame.
     #[serde(default)]
-    pub schema: Option<crate::schema::Schema>,
+    pub schema: Option<bytes::Bytes>,
 }
 
 /// A decoded call, borrowing the method name from its frame.

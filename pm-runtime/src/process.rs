@@ -118,7 +118,7 @@ pub(crate) fn schema_of<P: Process>() -> &'static pm_core::schema::Schema {
     // may trace the same type at once; the first to finish is kept.
     let traced = pm_core::schema::Schema::build(P::SCHEMA_TYPES);
     for reason in &traced.by_name {
-        tracing::debug!(process = P::NAME, %reason, "a type is compared by its name");
+        tracing::warn!(process = P::NAME, %reason, "a type is compared by its name only");
     }
     let mut schemas = schemas
         .lock()

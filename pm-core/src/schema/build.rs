@@ -79,7 +79,9 @@ pub struct Schema {
     pub methods: Vec<MethodSchema>,
     /// Every struct and enum the methods reach, by serde name.
     pub containers: Containers,
-    /// The types compared by name, and why they could not be traced.
+    /// The types compared by name, and why they could not be traced (kept on this side:
+    /// it is not sent, and not part of the fingerprint).
+    #[serde(skip)]
     pub by_name: Vec<String>,
 }
 
@@ -95,6 +97,10 @@ impl Schema {
             containers: Containers::new(),
             by_name: Vec::new(),
         };
+        // In name order, so that which of two clashing types is traced (and which is compared
+        // by name) does not depend on the order of the methods in the source.
+        let mut methods: Vec<&MethodTypes> = methods.iter().collect();
+        methods.sort_by_key(|method| method.name);
         for method in methods {
             let args = method
                 .args
@@ -112,7 +118,6 @@ impl Schema {
                 ret,
             });
         }
-        schema.methods.sort_by(|a, b| a.name.cmp(&b.name));
         schema
     }
 
@@ -123,7 +128,11 @@ impl Schema {
         spelled: &str,
         trace: fn() -> Traced,
     ) -> TypeSchema {
-        let traced = trace().and_then(|(shape, containers)| {
+        // Tracing runs the type's own `Deserialize`: a panic in it is a reason to compare the
+        // type by name, not a panic of the spawn.
+        let traced = std::panic::catch_unwind(trace)
+            .unwrap_or_else(|_| Err("its Deserialize panicked on a made-up value".into()));
+        let traced = traced.and_then(|(shape, containers)| {
             for (name, container) in &containers {
                 if self
                     .containers
@@ -149,11 +158,37 @@ impl Schema {
         }
     }
 
-    /// The fingerprint the handshake compares: a hash of [`Schema`]'s text form (methods by
-    /// name with their shapes, then every container), so two builds agree exactly when their
-    /// method tables have the same structure.
+    /// The fingerprint the handshake compares: a hash of the schema's structure (each
+    /// method's name and shapes, by name, then every container), encoded unambiguously, so two
+    /// builds agree exactly when their method tables have the same structure. How the types
+    /// are spelled does not count, except for types compared by name.
     pub fn fingerprint(&self) -> u64 {
-        fnv1a(0xcbf2_9ce4_8422_2325, self.to_string().as_bytes())
+        let methods: Vec<(&str, Vec<&Shape>, &Shape)> = self
+            .methods
+            .iter()
+            .map(|m| {
+                (
+                    m.name.as_str(),
+                    m.args.iter().map(|a| &a.shape).collect(),
+                    &m.ret.shape,
+                )
+            })
+            .collect();
+        // Encoding plain data cannot fail; should it, the text form still separates tables.
+        let encoded = rmp_serde::to_vec(&(methods, &self.containers))
+            .unwrap_or_else(|_| self.to_string().into_bytes());
+        fnv1a(0xcbf2_9ce4_8422_2325, &encoded)
+    }
+
+    /// The schema as sent in the handshake (MessagePack).
+    pub fn to_bytes(&self) -> Option<bytes::Bytes> {
+        rmp_serde::to_vec(self).ok().map(bytes::Bytes::from)
+    }
+
+    /// A schema sent in the handshake, or `None` if these bytes are not one this build can
+    /// read (a peer from a later release may send shapes it does not know).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Schema> {
+        rmp_serde::from_slice(bytes).ok()
     }
 
     /// The method named `name`.

@@ -78,8 +78,8 @@ fn differs(what: &str, process: impl std::fmt::Display, client: impl std::fmt::D
 }
 
 impl Sides<'_> {
-    /// The first difference between two shapes, or `None`. `seen` holds the containers being
-    /// compared further up, so recursive types end.
+    /// The first difference between two shapes, or `None`. `seen` holds the containers
+    /// compared so far, so recursive types end and each container is compared once.
     fn compare(
         &self,
         client: &Shape,
@@ -91,13 +91,12 @@ impl Sides<'_> {
                 if !seen.insert(c.clone()) {
                     return None;
                 }
-                let found = match (self.client.get(c), self.process.get(p)) {
+                // Each container is compared once: a second path to it finds nothing new.
+                match (self.client.get(c), self.process.get(p)) {
                     (Some(cc), Some(pc)) => self.containers(cc, pc, seen),
                     (None, None) => None,
                     _ => Some(format!("`{c}` is traced on one side only")),
-                };
-                seen.remove(c);
-                found
+                }
             }
             (Shape::Option(c), Shape::Option(p)) | (Shape::Seq(c), Shape::Seq(p)) => {
                 self.inner(client, process, c, p, seen)

@@ -93,6 +93,54 @@ pub enum Variant {
 /// The named containers of a schema, by serde name.
 pub type Containers = BTreeMap<String, Container>;
 
+impl Shape {
+    /// Adds the names of the containers this shape refers to directly to `out`.
+    pub(crate) fn names(&self, out: &mut Vec<String>) {
+        match self {
+            Shape::Named(name) => out.push(name.clone()),
+            Shape::Option(inner) | Shape::Seq(inner) | Shape::Array(inner, _) => inner.names(out),
+            Shape::Map(key, value) => {
+                key.names(out);
+                value.names(out);
+            }
+            Shape::Tuple(items) => items.iter().for_each(|item| item.names(out)),
+            _ => {}
+        }
+    }
+}
+
+impl Container {
+    /// Adds the names of the containers this one refers to directly to `out`.
+    pub(crate) fn names(&self, out: &mut Vec<String>) {
+        match self {
+            Container::UnitStruct => {}
+            Container::Newtype(inner) => inner.names(out),
+            Container::Tuple(items) => items.iter().for_each(|item| item.names(out)),
+            Container::Struct(fields) => fields.iter().for_each(|(_, item)| item.names(out)),
+            Container::Enum(variants) => variants.iter().for_each(|(_, v)| v.names(out)),
+        }
+    }
+}
+
+impl Variant {
+    /// Adds the names of the containers this variant refers to directly to `out`.
+    pub(crate) fn names(&self, out: &mut Vec<String>) {
+        match self {
+            Variant::Unit => {}
+            Variant::Newtype(inner) => inner.names(out),
+            Variant::Tuple(items) => items.iter().for_each(|item| item.names(out)),
+            Variant::Struct(fields) => fields.iter().for_each(|(_, item)| item.names(out)),
+        }
+    }
+
+    /// Whether the variant refers to no container, so making it up always ends.
+    pub(crate) fn is_leaf(&self) -> bool {
+        let mut names = Vec::new();
+        self.names(&mut names);
+        names.is_empty()
+    }
+}
+
 /// Writes a shape as people read it: `i64`, `Vec<Rect>`, `Option<String>`, `(u8, bool)`.
 impl fmt::Display for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

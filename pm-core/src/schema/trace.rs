@@ -7,15 +7,15 @@
 //! unless each such enum is traced on its own by name — and the macro only knows a method's
 //! signature, not the types nested in it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 
 use super::shape::{Container, Containers, Shape, Variant};
 
 /// How many passes a type gets to reach every enum variant it contains, and how deep a value
-/// may nest while being made up. Generous: a pass takes microseconds.
-const PASSES: usize = 1024;
+/// may nest while being made up. Generous: a pass visits each container once in full.
+const PASSES: usize = 4096;
 const MAX_DEPTH: usize = 64;
 
 /// A traced type: its shape and the containers it refers to, or why it cannot be traced.
@@ -24,47 +24,66 @@ pub type Traced = Result<(Shape, Containers), String>;
 /// Traces `T`: its shape and every struct and enum it reaches, with every variant of every
 /// enum however deeply it is nested, or why it cannot be traced: a `Deserialize` that
 /// refuses the made-up values (one that validates what it reads), one that needs
-/// `deserialize_any` (self-describing formats only, as `serde_json::Value` or an untagged
-/// enum do), or a recursive type with no way out of its recursion.
+/// `deserialize_any` (self-describing formats only, as `serde_json::Value`, untagged,
+/// internally tagged and flattened types do), a recursive type with no way out of its
+/// recursion, or one serde name given to two different structures.
+///
+/// Each pass makes up one value. The first time a pass meets a container it makes it up in
+/// full (options `Some`, one element per sequence and map, the next enum variant not yet
+/// seen) and records its structure; every later time in the same pass it makes it up as
+/// small as it can (`None`, empty, a variant known to end), so a pass is linear in the
+/// number of containers however they refer to each other.
 pub fn trace<T: DeserializeOwned>() -> Traced {
     let mut state = State::default();
     let mut shape = None;
     for _ in 0..PASSES {
+        state.visited.clear();
         let mut slot = None;
-        T::deserialize(Tracer {
+        let made = T::deserialize(Tracer {
             state: &mut state,
             slot: &mut slot,
             stack: &mut Vec::new(),
-        })
-        .map_err(|err| err.0)?;
+        });
+        match made {
+            Ok(_) => {}
+            // Making up the smallest value of an enum went round in circles: try its next
+            // variant as the way out.
+            Err(TraceError {
+                stuck: Some(name), ..
+            }) if state.next_way_out(name) => continue,
+            Err(err) => return Err(err.message),
+        }
         shape = shape.or(slot);
         if state.complete() {
             let shape = shape.ok_or("it was never traced")?;
             return Ok((shape, state.finish()?));
         }
     }
-    Err("some enum variants could not be reached (only through a recursion, or too many)".into())
+    Err("some enum variants could not be reached".into())
 }
 
 /// What the passes have learned.
 #[derive(Default)]
 struct State {
     containers: BTreeMap<&'static str, Partial>,
+    /// The containers this pass has made up in full.
+    visited: BTreeSet<&'static str>,
+    /// For enums made up as small as possible, the variant tried as the way out.
+    ways_out: BTreeMap<&'static str, usize>,
 }
 
 /// A container as far as it is known.
 enum Partial {
     Done(Container),
-    /// An enum: each variant's name and its structure once a pass has gone through it, and
-    /// how many passes have made it up so far.
-    Enum(Vec<(&'static str, Option<Variant>)>, usize),
+    /// An enum: each variant's name and its structure once a pass has gone through it.
+    Enum(Vec<(&'static str, Option<Variant>)>),
 }
 
 impl State {
     fn complete(&self) -> bool {
         self.containers.values().all(|partial| match partial {
             Partial::Done(_) => true,
-            Partial::Enum(variants, _) => variants.iter().all(|(_, v)| v.is_some()),
+            Partial::Enum(variants) => variants.iter().all(|(_, v)| v.is_some()),
         })
     }
 
@@ -74,7 +93,7 @@ impl State {
             .map(|(name, partial)| {
                 let container = match partial {
                     Partial::Done(container) => container,
-                    Partial::Enum(variants, _) => Container::Enum(
+                    Partial::Enum(variants) => Container::Enum(
                         variants
                             .into_iter()
                             .map(|(variant, format)| {
@@ -92,34 +111,137 @@ impl State {
             .collect()
     }
 
-    /// The variant to make up for enum `name` outside a recursion: the first not yet seen,
-    /// or, once all have been, each in turn, so that enums nested in its variants are
-    /// reached again.
-    fn next_variant(&mut self, name: &'static str, variants: &'static [&'static str]) -> usize {
-        let entry = self
-            .containers
-            .entry(name)
-            .or_insert_with(|| Partial::Enum(variants.iter().map(|v| (*v, None)).collect(), 0));
-        match entry {
-            Partial::Enum(known, visits) => {
-                *visits += 1;
-                known
-                    .iter()
-                    .position(|(_, v)| v.is_none())
-                    .unwrap_or(*visits % known.len().max(1))
+    /// Moves enum `name`'s way out to its next variant; `false` once every one was tried.
+    fn next_way_out(&mut self, name: &'static str) -> bool {
+        let count = match self.containers.get(name) {
+            Some(Partial::Enum(variants)) => variants.len(),
+            _ => return false,
+        };
+        let tried = self.ways_out.entry(name).or_insert(0);
+        *tried += 1;
+        *tried < count
+    }
+
+    /// The variant to make up for enum `name` in full: the first not yet seen; once all
+    /// have been, one that leads to an enum with variants still unseen.
+    fn full_variant(&mut self, name: &'static str, variants: &'static [&'static str]) -> usize {
+        let known = match self.containers.entry(name).or_insert_with(|| {
+            Partial::Enum(variants.iter().map(|variant| (*variant, None)).collect())
+        }) {
+            Partial::Enum(known) => known,
+            Partial::Done(_) => return 0,
+        };
+        if let Some(unseen) = known.iter().position(|(_, v)| v.is_none()) {
+            return unseen;
+        }
+        let known: Vec<Variant> = known.iter().filter_map(|(_, v)| v.clone()).collect();
+        known
+            .iter()
+            .position(|variant| self.leads_to_unseen(variant))
+            .unwrap_or(0)
+    }
+
+    /// The variant to make up for enum `name` as small as possible: the way out being
+    /// tried, or else the first seen variant that refers to no container.
+    fn small_variant(&self, name: &'static str) -> usize {
+        if let Some(way_out) = self.ways_out.get(name) {
+            return *way_out;
+        }
+        match self.containers.get(name) {
+            Some(Partial::Enum(known)) => known
+                .iter()
+                .position(|(_, v)| v.as_ref().is_some_and(Variant::is_leaf))
+                .unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// Whether `variant` refers, directly or through other containers, to an enum with
+    /// variants still unseen.
+    fn leads_to_unseen(&self, variant: &Variant) -> bool {
+        let mut names = Vec::new();
+        variant.names(&mut names);
+        let mut seen = BTreeSet::new();
+        while let Some(name) = names.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
             }
-            Partial::Done(_) => 0,
+            match self.containers.get(name.as_str()) {
+                Some(Partial::Enum(variants)) => {
+                    if variants.iter().any(|(_, v)| v.is_none()) {
+                        return true;
+                    }
+                    for v in variants.iter().filter_map(|(_, v)| v.as_ref()) {
+                        v.names(&mut names);
+                    }
+                }
+                Some(Partial::Done(container)) => container.names(&mut names),
+                // Not met yet: going there may find more.
+                None => return true,
+            }
+        }
+        false
+    }
+
+    /// Records container `name`: a serde name given to two structures fails the trace.
+    fn record(&mut self, name: &'static str, container: Container) -> Result<(), TraceError> {
+        match self.containers.get(name) {
+            Some(Partial::Done(known)) if *known != container => Err(clash(name)),
+            Some(Partial::Enum(_)) => Err(clash(name)),
+            _ => {
+                self.containers.insert(name, Partial::Done(container));
+                Ok(())
+            }
+        }
+    }
+
+    /// Records variant `index` of enum `name`.
+    fn record_variant(
+        &mut self,
+        name: &'static str,
+        index: usize,
+        variant: Variant,
+    ) -> Result<(), TraceError> {
+        let Some(Partial::Enum(known)) = self.containers.get_mut(name) else {
+            return Err(clash(name));
+        };
+        match known.get_mut(index) {
+            Some((_, Some(seen))) if *seen != variant => Err(clash(name)),
+            Some((_, slot)) => {
+                *slot = Some(variant);
+                Ok(())
+            }
+            None => Err(clash(name)),
         }
     }
 }
 
-/// Why tracing failed.
+fn clash(name: &str) -> TraceError {
+    TraceError {
+        message: format!("two different types are both named `{name}` by serde"),
+        stuck: None,
+    }
+}
+
+/// Why tracing failed; `stuck` names the enum whose smallest value went round in circles.
 #[derive(Debug)]
-struct TraceError(String);
+struct TraceError {
+    message: String,
+    stuck: Option<&'static str>,
+}
+
+impl TraceError {
+    fn new(message: impl Into<String>) -> Self {
+        TraceError {
+            message: message.into(),
+            stuck: None,
+        }
+    }
+}
 
 impl std::fmt::Display for TraceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -127,30 +249,70 @@ impl std::error::Error for TraceError {}
 
 impl de::Error for TraceError {
     fn custom<M: std::fmt::Display>(message: M) -> Self {
-        TraceError(format!("it refused a made-up value: {message}"))
+        TraceError::new(format!("it refused a made-up value: {message}"))
     }
 }
 
+/// One container being made up: its name, and whether it is made up as small as possible
+/// (and is an enum).
+#[derive(Clone, Copy)]
+struct Frame {
+    name: &'static str,
+    small: bool,
+    is_enum: bool,
+}
+
 /// The deserializer of one position: it records the shape found there in `slot`. `stack`
-/// holds the containers being made up around it; inside a container already on the stack
-/// (a recursion) nothing is recorded, and options, sequences and maps are made up empty so
-/// that the recursion ends.
+/// holds the containers being made up around it.
 struct Tracer<'a> {
     state: &'a mut State,
     slot: &'a mut Option<Shape>,
-    stack: &'a mut Vec<&'static str>,
+    stack: &'a mut Vec<Frame>,
 }
 
 impl Tracer<'_> {
-    fn in_recursion(&self) -> bool {
-        let Some(last) = self.stack.last() else {
-            return false;
-        };
-        self.stack[..self.stack.len() - 1].contains(last) || self.stack.len() > MAX_DEPTH
+    /// Whether the innermost container is being made up as small as possible.
+    fn small(&self) -> bool {
+        self.stack.last().is_some_and(|frame| frame.small)
     }
 
     fn record(&mut self, shape: Shape) {
         *self.slot = Some(shape);
+    }
+
+    /// Starts making up container `name`; returns whether it is made up in full (the first
+    /// time this pass meets it). Too deep a nesting is a recursion with no way out, unless an
+    /// enum made up small on the way can try another variant.
+    fn enter(&mut self, name: &'static str, is_enum: bool) -> Result<bool, TraceError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(self.too_deep());
+        }
+        let full = self.state.visited.insert(name);
+        self.stack.push(Frame {
+            name,
+            small: !full,
+            is_enum,
+        });
+        Ok(full)
+    }
+
+    /// The error of a nesting too deep: a recursion with no way out, unless an enum made up
+    /// small on the way can try another variant (it is named as `stuck`).
+    fn too_deep(&self) -> TraceError {
+        let stuck = self
+            .stack
+            .iter()
+            .rev()
+            .find(|frame| frame.small && frame.is_enum)
+            .map(|frame| frame.name);
+        TraceError {
+            message: "it nests too deeply (a recursion with no way out)".into(),
+            stuck,
+        }
+    }
+
+    fn leave(&mut self) {
+        self.stack.pop();
     }
 
     /// Makes up the value of a child position, returning its shape.
@@ -158,10 +320,8 @@ impl Tracer<'_> {
         &mut self,
         seed: S,
     ) -> Result<(S::Value, Shape), TraceError> {
-        if self.stack.len() > MAX_DEPTH {
-            return Err(TraceError(
-                "it nests too deeply (a recursion with no way out)".into(),
-            ));
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(self.too_deep());
         }
         let mut slot = None;
         let value = seed.deserialize(Tracer {
@@ -170,13 +330,6 @@ impl Tracer<'_> {
             stack: self.stack,
         })?;
         Ok((value, slot.unwrap_or(Shape::Unit)))
-    }
-
-    /// Records container `name` unless it is being made up further out already.
-    fn record_container(&mut self, name: &'static str, container: Container) {
-        if !self.in_recursion() {
-            self.state.containers.insert(name, Partial::Done(container));
-        }
     }
 }
 
@@ -195,8 +348,8 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
     type Error = TraceError;
 
     fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, TraceError> {
-        Err(TraceError(
-            "it needs a self-describing format (deserialize_any)".into(),
+        Err(TraceError::new(
+            "it needs a self-describing format (deserialize_any)",
         ))
     }
 
@@ -237,7 +390,7 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, TraceError> {
-        if self.in_recursion() {
+        if self.small() {
             self.record(Shape::Option(Box::new(Shape::Unit)));
             return visitor.visit_none();
         }
@@ -256,9 +409,14 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, TraceError> {
-        self.stack.push(name);
-        self.record_container(name, Container::UnitStruct);
-        self.stack.pop();
+        let full = self.enter(name, false)?;
+        let recorded = if full {
+            self.state.record(name, Container::UnitStruct)
+        } else {
+            Ok(())
+        };
+        self.leave();
+        recorded?;
         self.record(Shape::Named(name.to_owned()));
         visitor.visit_unit()
     }
@@ -268,23 +426,28 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, TraceError> {
-        self.stack.push(name);
+        let full = self.enter(name, false)?;
         let mut slot = None;
         let value = visitor.visit_newtype_struct(Tracer {
             state: self.state,
             slot: &mut slot,
             stack: self.stack,
         });
-        let inner = slot.unwrap_or(Shape::Unit);
-        self.record_container(name, Container::Newtype(inner));
-        self.stack.pop();
+        let recorded = match (&value, full) {
+            (Ok(_), true) => self
+                .state
+                .record(name, Container::Newtype(slot.unwrap_or(Shape::Unit))),
+            _ => Ok(()),
+        };
+        self.leave();
+        recorded?;
         self.record(Shape::Named(name.to_owned()));
         value
     }
 
     fn deserialize_seq<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, TraceError> {
-        let one = !self.in_recursion();
-        let mut access = Items::new(&mut self, if one { 1 } else { 0 });
+        let one = !self.small();
+        let mut access = Items::new(&mut self, usize::from(one));
         let value = visitor.visit_seq(&mut access)?;
         let element = access.shapes.pop().unwrap_or(Shape::Unit);
         self.record(Shape::Seq(Box::new(element)));
@@ -299,8 +462,7 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
         let mut access = Items::new(&mut self, len);
         let value = visitor.visit_seq(&mut access)?;
         let shapes = std::mem::take(&mut access.shapes);
-        // `[T; N]` and `(T, T, ...)` look the same to serde; a tuple of one element kind is
-        // reported as the tuple it is on the wire either way.
+        // `[T; N]` and `(T, T, ...)` are the same to serde and on the wire: both are tuples.
         self.record(Shape::Tuple(shapes));
         Ok(value)
     }
@@ -311,18 +473,22 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, TraceError> {
-        self.stack.push(name);
+        let full = self.enter(name, false)?;
         let mut access = Items::new(&mut self, len);
         let value = visitor.visit_seq(&mut access);
         let shapes = std::mem::take(&mut access.shapes);
-        self.record_container(name, Container::Tuple(shapes));
-        self.stack.pop();
+        let recorded = match (&value, full) {
+            (Ok(_), true) => self.state.record(name, Container::Tuple(shapes)),
+            _ => Ok(()),
+        };
+        self.leave();
+        recorded?;
         self.record(Shape::Named(name.to_owned()));
         value
     }
 
     fn deserialize_map<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, TraceError> {
-        let one = !self.in_recursion();
+        let one = !self.small();
         let mut access = Entries {
             tracer: &mut self,
             left: usize::from(one),
@@ -342,13 +508,19 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, TraceError> {
-        self.stack.push(name);
+        let full = self.enter(name, false)?;
         let mut access = Items::new(&mut self, fields.len());
         let value = visitor.visit_seq(&mut access);
         let shapes = std::mem::take(&mut access.shapes);
-        let named = fields.iter().map(|f| (*f).to_owned()).zip(shapes).collect();
-        self.record_container(name, Container::Struct(named));
-        self.stack.pop();
+        let recorded = match (&value, full) {
+            (Ok(_), true) => {
+                let named = fields.iter().map(|f| (*f).to_owned()).zip(shapes).collect();
+                self.state.record(name, Container::Struct(named))
+            }
+            _ => Ok(()),
+        };
+        self.leave();
+        recorded?;
         self.record(Shape::Named(name.to_owned()));
         value
     }
@@ -360,13 +532,15 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
         visitor: V,
     ) -> Result<V::Value, TraceError> {
         if variants.is_empty() {
-            return Err(TraceError(format!("enum `{name}` has no variants")));
+            return Err(TraceError::new(format!("enum `{name}` has no variants")));
         }
-        self.stack.push(name);
-        let recursion = self.in_recursion();
+        let full = self.enter(name, true)?;
         // Every enum gets its entry, so a pass that never reaches a variant is noticed.
-        let next = self.state.next_variant(name, variants);
-        let index = if recursion { 0 } else { next };
+        let index = if full {
+            self.state.full_variant(name, variants)
+        } else {
+            self.state.small_variant(name).min(variants.len() - 1)
+        };
         let mut access = OneVariant {
             tracer: &mut self,
             index,
@@ -374,16 +548,12 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
         };
         let value = visitor.visit_enum(&mut access);
         let shape = access.shape.take();
-        if !recursion {
-            if let (Some(shape), Some(Partial::Enum(known, _))) =
-                (shape, self.state.containers.get_mut(name))
-            {
-                if let Some((_, slot)) = known.get_mut(index) {
-                    *slot = Some(shape);
-                }
-            }
-        }
-        self.stack.pop();
+        let recorded = match (&value, full, shape) {
+            (Ok(_), true, Some(shape)) => self.state.record_variant(name, index, shape),
+            _ => Ok(()),
+        };
+        self.leave();
+        recorded?;
         self.record(Shape::Named(name.to_owned()));
         value
     }
@@ -482,8 +652,7 @@ impl<'de> de::EnumAccess<'de> for &mut OneVariant<'_, '_> {
         self,
         seed: S,
     ) -> Result<(S::Value, Self), TraceError> {
-        let index =
-            u32::try_from(self.index).map_err(|_| TraceError("too many variants".into()))?;
+        let index = u32::try_from(self.index).map_err(|_| TraceError::new("too many variants"))?;
         let variant = seed.deserialize(IntoDeserializer::<TraceError>::into_deserializer(index))?;
         Ok((variant, self))
     }

@@ -102,8 +102,9 @@ pub(crate) async fn handshake(
             .then(|| {
                 welcome
                     .schema
-                    .as_ref()
-                    .and_then(|theirs| schema.difference(theirs))
+                    .as_deref()
+                    .and_then(pm_core::schema::Schema::from_bytes)
+                    .and_then(|theirs| schema.difference(&theirs))
                     .map(String::into_boxed_str)
             })
             .flatten();

@@ -256,15 +256,25 @@ async fn accept<P: Process>(
         reject(&conn.sender, &reason);
         return Err(reason);
     }
-    let welcome = Welcome {
+    let mut welcome = Welcome {
         protocol: PROTOCOL_VERSION,
         identity: expected_identity::<P>(),
         pid: std::process::id(),
-        schema: Some(crate::process::schema_of::<P>().clone()),
+        schema: crate::process::schema_of::<P>().to_bytes(),
     };
-    let mut builder = wire::FrameBuilder::new(FrameKind::Welcome, 0, opts.max_frame);
-    builder.named(&welcome).map_err(|e| e.to_string())?;
-    let frame = builder.finish().map_err(|e| e.to_string())?;
+    let encode = |welcome: &Welcome| {
+        let mut builder = wire::FrameBuilder::new(FrameKind::Welcome, 0, opts.max_frame);
+        builder.named(welcome)?;
+        builder.finish()
+    };
+    // The schema only explains a mismatch: one too large for the frame limit is left out.
+    let frame = match encode(&welcome) {
+        Ok(frame) => frame,
+        Err(_) => {
+            welcome.schema = None;
+            encode(&welcome).map_err(|e| e.to_string())?
+        }
+    };
     conn.sender.send(frame).map_err(|e| e.to_string())?;
 
     let init = match conn.receiver.recv().await {
