@@ -208,6 +208,31 @@ impl Lifecycle {
         std::process::exit(code);
     }
 
+    /// Writes `mib` MiB to stdout as fast as it can, in lines of `line_len` bytes (one line
+    /// without a newline when `line_len` is 0); returns the bytes written.
+    #[public]
+    pub async fn flood(&self, mib: u64, line_len: u64) -> u64 {
+        use std::io::Write;
+        let total = mib.saturating_mul(1024 * 1024);
+        let len = if line_len == 0 { 64 * 1024 } else { line_len };
+        let mut chunk = vec![b'f'; usize::try_from(len).unwrap_or(64 * 1024)];
+        if line_len > 0 {
+            if let Some(last) = chunk.last_mut() {
+                *last = b'\n';
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        let mut written = 0;
+        while written < total {
+            if out.write_all(&chunk).is_err() {
+                break;
+            }
+            written += len;
+        }
+        let _ = out.flush();
+        written
+    }
+
     /// Exits with `code` soon after answering.
     #[public]
     pub async fn exit_soon(&self, code: i32) {

@@ -16,7 +16,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 
 use pm_core::{CrashReason, Error};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
 use crate::bootstrap::{Bootstrap, SocketRole, BOOTSTRAP_ENV, CHILD_FD};
@@ -139,10 +138,20 @@ pub(crate) fn launch(spec: &LaunchSpec, bound: Option<Bound>) -> Result<Launched
         .ok_or_else(|| spawn_error(spec, "the child exited at once".into()))?;
 
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(forward_lines(stdout, spec.name.clone(), pid, "stdout"));
+        tokio::spawn(super::output::forward(
+            stdout,
+            spec.name.clone(),
+            pid,
+            "stdout",
+        ));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(forward_lines(stderr, spec.name.clone(), pid, "stderr"));
+        tokio::spawn(super::output::forward(
+            stderr,
+            spec.name.clone(),
+            pid,
+            "stderr",
+        ));
     }
     let (exit_tx, exit) = watch::channel(None);
     let name = spec.name.clone();
@@ -183,63 +192,6 @@ pub(crate) fn launch(spec: &LaunchSpec, bound: Option<Bound>) -> Result<Launched
         exit,
         control: Control::Child { pid },
     })
-}
-
-/// Forwards a child's output into `tracing`, line by line, until the pipe closes. Bytes that
-/// are not UTF-8 are replaced, never a reason to stop forwarding.
-async fn forward_lines<R: AsyncRead + Unpin>(
-    stream: R,
-    process: String,
-    pid: u32,
-    which: &'static str,
-) {
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::with_capacity(256);
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) => break,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&line);
-                let text = text.trim_end_matches(['\n', '\r']);
-                if which == "stderr" {
-                    match crate::logging::split_level(text) {
-                        Some((level, event)) => forward_event(level, &process, pid, event),
-                        None => {
-                            tracing::warn!(target: "pm::child", process = %process, pid, stream = which, "{text}");
-                        }
-                    }
-                } else {
-                    tracing::info!(target: "pm::child", process = %process, pid, stream = which, "{text}");
-                }
-            }
-            Err(err) => {
-                tracing::debug!(process = %process, pid, %err, "stopped forwarding {which}");
-                break;
-            }
-        }
-    }
-}
-
-/// Re-emits an event a child logged, at the level it was logged at.
-fn forward_event(level: tracing::Level, process: &str, pid: u32, event: &str) {
-    match level {
-        tracing::Level::ERROR => {
-            tracing::error!(target: "pm::child", process = %process, pid, stream = "stderr", "{event}")
-        }
-        tracing::Level::WARN => {
-            tracing::warn!(target: "pm::child", process = %process, pid, stream = "stderr", "{event}")
-        }
-        tracing::Level::INFO => {
-            tracing::info!(target: "pm::child", process = %process, pid, stream = "stderr", "{event}")
-        }
-        tracing::Level::DEBUG => {
-            tracing::debug!(target: "pm::child", process = %process, pid, stream = "stderr", "{event}")
-        }
-        tracing::Level::TRACE => {
-            tracing::trace!(target: "pm::child", process = %process, pid, stream = "stderr", "{event}")
-        }
-    }
 }
 
 /// Sends `signal` to the child's whole process group.

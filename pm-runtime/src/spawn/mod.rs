@@ -3,6 +3,7 @@
 pub(crate) mod child;
 mod forker;
 pub(crate) mod inline;
+mod output;
 pub(crate) mod worker;
 
 use std::net::IpAddr;
