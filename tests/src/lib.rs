@@ -2,6 +2,7 @@
 
 pub mod capture;
 pub mod http;
+pub mod resources;
 pub mod shapes;
 pub mod tree;
 

@@ -6,22 +6,10 @@ use std::time::Duration;
 
 use pm_runtime::prelude::*;
 use pm_tests::capture::captured;
+use pm_tests::resources::rss;
 use pm_tests::Lifecycle;
 
 const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
-
-/// This process's resident memory, in bytes.
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("resident pages");
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * u64::try_from(page).unwrap_or(4096)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_megabytes_of_output_leave_the_managers_memory_bounded() {

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use pm_runtime::prelude::*;
+use pm_tests::resources::{fd_count, thread_count, zombie_children};
 use pm_tests::Lifecycle;
 
 const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
@@ -14,38 +15,6 @@ const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
 /// How long resources may take to be released after the last `stop` returns (reaper tasks,
 /// closing writer tasks, worker threads joining).
 const SETTLE: Duration = Duration::from_secs(5);
-
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(usize::MAX)
-}
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(usize::MAX)
-}
-
-fn zombie_children() -> usize {
-    let me = std::process::id().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return usize::MAX;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| {
-            let Some(close) = stat.rfind(')') else {
-                return false;
-            };
-            let mut fields = stat[close + 1..].split_whitespace();
-            let state = fields.next();
-            let ppid = fields.next();
-            state == Some("Z") && ppid == Some(me.as_str())
-        })
-        .count()
-}
 
 /// Polls until fds, threads and zombies are back at or under the baseline, or `SETTLE` passes;
 /// returns the last counts seen.
