@@ -100,6 +100,9 @@ impl Managed {
             return;
         }
         let sampler = ResourceSampler::default();
+        let mut stopped = self.stop_signal.subscribe();
+        let managed = Arc::downgrade(&self);
+        drop(self);
         let mut failures = 0u32;
         let mut over_cpu = false;
         let mut next_health = tokio::time::Instant::now() + health.interval;
@@ -110,9 +113,17 @@ impl Managed {
                 (true, false) => next_health,
                 (false, _) => next_resources,
             };
-            tokio::time::sleep_until(wake).await;
+            // Sleeping holds no strong reference: a stopped process is freed at once, not
+            // when its next check falls due.
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = stopped.wait_for(|stopped| *stopped) => return,
+            }
+            let Some(this) = managed.upgrade() else {
+                return;
+            };
             let Some(conn) = rpc.upgrade() else { return };
-            if conn.is_closed() || self.stopping.load(Ordering::SeqCst) {
+            if conn.is_closed() || this.stopping.load(Ordering::SeqCst) {
                 return;
             }
             let now = tokio::time::Instant::now();
@@ -120,9 +131,9 @@ impl Managed {
                 next_resources = now + RESOURCE_INTERVAL;
                 let pid = child_pid.unwrap_or_else(std::process::id);
                 if let Some((cpu, memory)) = sampler.sample(pid) {
-                    if let (Some(limit), Some(_)) = (self.resources.max_memory, child_pid) {
+                    if let (Some(limit), Some(_)) = (this.resources.max_memory, child_pid) {
                         if memory > limit {
-                            self.recycle(
+                            this.recycle(
                                 &conn,
                                 pm_core::CrashReason::MemoryLimit {
                                     resident: memory,
@@ -132,13 +143,13 @@ impl Managed {
                             return;
                         }
                     }
-                    if let Some(limit) = self.resources.max_cpu {
+                    if let Some(limit) = this.resources.max_cpu {
                         let over = cpu > limit;
                         if over && !over_cpu {
                             let reason = format!("cpu {cpu:.1}% is over max_cpu {limit:.1}%");
-                            tracing::warn!(process = %self.name, id = %self.id, %reason, "cpu budget exceeded");
-                            self.emit(ProcessEvent::Unhealthy {
-                                id: self.id,
+                            tracing::warn!(process = %this.name, id = %this.id, %reason, "cpu budget exceeded");
+                            this.emit(ProcessEvent::Unhealthy {
+                                id: this.id,
                                 reason,
                             });
                         }
@@ -169,7 +180,7 @@ impl Managed {
                     },
                     Err(err) => Err(err.to_string()),
                 };
-                self.note_health(match verdict {
+                this.note_health(match verdict {
                     Ok(state) => state,
                     Err(_) => pm_core::HealthState::Unhealthy,
                 });
@@ -177,18 +188,18 @@ impl Managed {
                     Ok(_) => failures = 0,
                     Err(reason) => {
                         failures += 1;
-                        tracing::warn!(process = %self.name, id = %self.id, failures, %reason, "health check failed");
+                        tracing::warn!(process = %this.name, id = %this.id, failures, %reason, "health check failed");
                         if failures >= health.failure_threshold.max(1) {
                             let reason = pm_core::CrashReason::HealthChecks {
                                 failures,
                                 last: reason,
                             };
-                            self.emit(ProcessEvent::Unhealthy {
-                                id: self.id,
+                            this.emit(ProcessEvent::Unhealthy {
+                                id: this.id,
                                 reason: reason.to_string(),
                             });
-                            if self.restart_enabled {
-                                self.recycle(&conn, reason);
+                            if this.restart_enabled {
+                                this.recycle(&conn, reason);
                                 return;
                             }
                             failures = 0;
