@@ -15,6 +15,10 @@ pub(crate) struct Greeting {
     pub(crate) pid: u32,
 }
 
+/// What a peer that does not speak the protocol during the handshake is told it may be.
+const NOT_A_PROCESS: &str =
+    "the process does not speak the protocol (is it a process binary, built with this version?)";
+
 fn spawn_error(process: &str, reason: impl Into<String>) -> Error {
     Error::Spawn {
         process: process.to_owned(),
@@ -38,9 +42,10 @@ async fn next_frame(
             format!("the process closed the connection during {step}"),
         )),
         Ok(Some(Err(err))) => Err(spawn_error(process, format!("during {step}: {err}"))),
-        Ok(Some(Ok(Incoming::Oversize { len, .. }))) => Err(Error::Protocol(format!(
-            "the process sent an oversized frame ({len} bytes) during {step}"
-        ))),
+        Ok(Some(Ok(Incoming::Oversize { len, .. }))) => Err(spawn_error(
+            process,
+            format!("{NOT_A_PROCESS}: it sent a frame of {len} bytes during {step}"),
+        )),
         Ok(Some(Ok(Incoming::Frame(frame)))) => Ok(frame),
     }
 }
@@ -49,7 +54,8 @@ async fn next_frame(
 /// `timeout` (one limit for the whole exchange, `init` included).
 ///
 /// Fails with [`Error::VersionMismatch`] when the identity differs (before any call is sent),
-/// with [`Error::Spawn`] when the process refuses, closes, or its `init` fails.
+/// with [`Error::Spawn`] when the process refuses, closes, answers with what is not the
+/// protocol, or its `init` fails.
 pub(crate) async fn handshake(
     conn: &mut Connection,
     expected: &Identity,
@@ -73,7 +79,12 @@ pub(crate) async fn handshake(
 
     let answer = next_frame(conn, process, "the handshake", deadline).await?;
     let welcome: Welcome = match answer.kind() {
-        FrameKind::Welcome => answer.decode()?,
+        FrameKind::Welcome => answer.decode().map_err(|err| {
+            spawn_error(
+                process,
+                format!("{NOT_A_PROCESS}: its welcome is unreadable: {err}"),
+            )
+        })?,
         FrameKind::Reject => {
             let reason: String = answer
                 .decode()
@@ -84,9 +95,10 @@ pub(crate) async fn handshake(
             ));
         }
         other => {
-            return Err(Error::Protocol(format!(
-                "expected a welcome from `{process}`, got a {other:?} frame"
-            )))
+            return Err(spawn_error(
+                process,
+                format!("{NOT_A_PROCESS}: it answered the hello with a {other:?} frame"),
+            ))
         }
     };
     if welcome.protocol != PROTOCOL_VERSION {
@@ -127,8 +139,9 @@ pub(crate) async fn handshake(
             let error = wire::decode_error(&answer);
             Err(spawn_error(process, error.message))
         }
-        other => Err(Error::Protocol(format!(
-            "expected the init reply from `{process}`, got a {other:?} frame"
-        ))),
+        other => Err(spawn_error(
+            process,
+            format!("{NOT_A_PROCESS}: it answered init with a {other:?} frame"),
+        )),
     }
 }
