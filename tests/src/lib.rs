@@ -614,3 +614,26 @@ pub async fn pool_of<P: pm_runtime::Process>(
     .await
     .expect("the pool starts")
 }
+
+/// Runs `call` in a task and returns the task once the call has been polled once: a call to
+/// a running process has taken its in-flight slot and been sent by then (calls on one
+/// connection arrive in order, so a call made after it reaches the process after it).
+pub async fn start_call<T: Send + 'static>(
+    call: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    let (polled, was_polled) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut call = std::pin::pin!(call);
+        let mut polled = Some(polled);
+        std::future::poll_fn(|cx| {
+            let poll = std::future::Future::poll(call.as_mut(), cx);
+            if let Some(polled) = polled.take() {
+                let _ = polled.send(());
+            }
+            poll
+        })
+        .await
+    });
+    let _ = was_polled.await;
+    task
+}

@@ -169,14 +169,8 @@ impl Peer {
 
     /// Hello with the right token, then `Init` without dependencies.
     async fn handshake(&mut self) {
-        let mut hello = FrameBuilder::new(FrameKind::Hello, 0, 1 << 20);
-        hello
-            .named(&Hello {
-                protocol: PROTOCOL_VERSION,
-                token: TOKEN.into(),
-            })
-            .expect("encodes");
-        self.send(hello.finish().expect("fits").wire()).await;
+        let hello = hello(TOKEN);
+        self.send(hello.wire()).await;
         let Answer::Frame(welcome) = self.next(Duration::from_secs(5)).await else {
             panic!("no welcome");
         };
@@ -195,6 +189,18 @@ impl Peer {
         self.send(frame.wire()).await;
         self.next(Duration::from_secs(5)).await
     }
+}
+
+/// A hello frame presenting `token`.
+fn hello(token: &str) -> pm_core::wire::Frame {
+    let mut builder = FrameBuilder::new(FrameKind::Hello, 0, 1 << 20);
+    builder
+        .named(&Hello {
+            protocol: PROTOCOL_VERSION,
+            token: token.into(),
+        })
+        .expect("encodes");
+    builder.finish().expect("fits")
 }
 
 fn error_kind(answer: &Answer) -> Option<RemoteErrorKind> {
@@ -263,14 +269,8 @@ macro_rules! hostile_peers {
                 peer.send(reply.wire()).await;
                 let cancel = pm_core::wire::Frame::empty(FrameKind::Cancel, 78);
                 peer.send(cancel.wire()).await;
-                let mut hello = FrameBuilder::new(FrameKind::Hello, 0, 1 << 20);
-                hello
-                    .named(&Hello {
-                        protocol: PROTOCOL_VERSION,
-                        token: TOKEN.into(),
-                    })
-                    .expect("encodes");
-                peer.send(hello.finish().expect("fits").wire()).await;
+                let hello = hello(TOKEN);
+                peer.send(hello.wire()).await;
                 assert_eq!(added(&peer.call(5, "add", &(2i64, 3i64)).await), Some(5));
                 // A frame of a kind that does not exist ends this connection only.
                 let mut unknown = Vec::new();
@@ -330,14 +330,7 @@ macro_rules! hostile_peers {
                     peers.push(host.connect().await);
                 }
                 // Each says hello with a wrong token; every one is rejected.
-                let mut wrong = FrameBuilder::new(FrameKind::Hello, 0, 1 << 20);
-                wrong
-                    .named(&Hello {
-                        protocol: PROTOCOL_VERSION,
-                        token: "not-the-token-at-all".into(),
-                    })
-                    .expect("encodes");
-                let wrong = wrong.finish().expect("fits");
+                let wrong = hello("not-the-token-at-all");
                 for peer in &mut peers {
                     peer.send(wrong.wire()).await;
                 }

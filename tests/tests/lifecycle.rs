@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use pm_runtime::prelude::*;
 use pm_runtime::Error;
+use pm_tests::start_call;
 use pm_tests::{pid_alive, wait_dead, CrashPlan, Crasher, Lifecycle, SlowStart};
 
 const CRASHER: &str = env!("CARGO_BIN_EXE_test-crasher");
@@ -232,28 +233,6 @@ async fn the_backoff_starts_over_after_an_incarnation_stays_up_for_the_stable_pe
     pm.shutdown().await.expect("shutdown");
 }
 
-/// Runs `call` in a task and returns the task once the call has been polled once: a call to
-/// a running process has been sent by then.
-async fn start_call<T: Send + 'static>(
-    call: impl std::future::Future<Output = T> + Send + 'static,
-) -> tokio::task::JoinHandle<T> {
-    let (polled, was_polled) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        let mut call = std::pin::pin!(call);
-        let mut polled = Some(polled);
-        std::future::poll_fn(|cx| {
-            let poll = std::future::Future::poll(call.as_mut(), cx);
-            if let Some(polled) = polled.take() {
-                let _ = polled.send(());
-            }
-            poll
-        })
-        .await
-    });
-    let _ = was_polled.await;
-    task
-}
-
 /// Starts a 30 s call, SIGKILLs `pid` (the child serving it) once the child has the call, and
 /// returns the call's error, which must be `ProcessExited` within 3 s.
 async fn kill_9_during_a_slow_call(handle: &ProcessHandle<Lifecycle>, pid: u32) -> Error {
@@ -349,35 +328,11 @@ async fn a_child_reads_an_empty_stdin_and_never_the_managers_socket() {
     pm.shutdown().await.expect("shutdown");
 }
 
-#[tokio::test]
-async fn kill_9_of_the_manager_leaves_no_child_alive_within_two_seconds() {
+/// Starts `test-manager` with `args`; the manager and the first line it prints (the pids of
+/// its children).
+async fn manager_with_children(args: &[&str]) -> (tokio::process::Child, Vec<u32>) {
     let mut manager = tokio::process::Command::new(MANAGER)
-        .arg(LIFECYCLE)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("manager starts");
-    let stdout = manager.stdout.take().expect("stdout");
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("the manager reports its child")
-        .expect("read")
-        .expect("a line");
-    let child: u32 = line.trim().parse().expect("a pid");
-    assert!(pid_alive(child));
-    manager.start_kill().expect("SIGKILL");
-    let _ = manager.wait().await;
-    assert!(
-        wait_dead(child, Duration::from_secs(2)).await,
-        "child {child} outlived its manager"
-    );
-}
-
-#[tokio::test]
-async fn kill_9_of_a_manager_running_a_pool_and_nested_supervisors_leaves_no_child_alive() {
-    let mut manager = tokio::process::Command::new(MANAGER)
-        .args([LIFECYCLE, "tree"])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -389,16 +344,19 @@ async fn kill_9_of_a_manager_running_a_pool_and_nested_supervisors_leaves_no_chi
         .expect("the manager reports its children")
         .expect("read")
         .expect("a line");
-    let children: Vec<u32> = line
+    let children = line
         .split_whitespace()
         .map(|pid| pid.parse().expect("a pid"))
         .collect();
-    // One process on its own, four pool members, and `db` and `web/api` in the tree.
-    assert_eq!(children.len(), 7, "{line}");
-    assert!(children.iter().all(|pid| pid_alive(*pid)), "{line}");
+    (manager, children)
+}
+
+/// SIGKILLs `manager` and checks that none of `children` is alive two seconds later (two
+/// seconds for all of them together, not each).
+async fn kill_9_leaves_none_of(mut manager: tokio::process::Child, children: Vec<u32>) {
+    assert!(children.iter().all(|pid| pid_alive(*pid)), "{children:?}");
     manager.start_kill().expect("SIGKILL");
     let _ = manager.wait().await;
-    // Two seconds for all of them together, not each.
     let deadline = Instant::now() + Duration::from_secs(2);
     for child in children {
         assert!(
@@ -406,6 +364,21 @@ async fn kill_9_of_a_manager_running_a_pool_and_nested_supervisors_leaves_no_chi
             "child {child} outlived its manager"
         );
     }
+}
+
+#[tokio::test]
+async fn kill_9_of_the_manager_leaves_no_child_alive_within_two_seconds() {
+    let (manager, children) = manager_with_children(&[LIFECYCLE]).await;
+    assert_eq!(children.len(), 1);
+    kill_9_leaves_none_of(manager, children).await;
+}
+
+#[tokio::test]
+async fn kill_9_of_a_manager_running_a_pool_and_nested_supervisors_leaves_no_child_alive() {
+    let (manager, children) = manager_with_children(&[LIFECYCLE, "tree"]).await;
+    // One process on its own, four pool members, and `db` and `web/api` in the tree.
+    assert_eq!(children.len(), 7, "{children:?}");
+    kill_9_leaves_none_of(manager, children).await;
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use pm_examples::Calculator;
 use pm_runtime::prelude::*;
 use pm_runtime::Error;
+use pm_tests::start_call;
 
 const CALCULATOR: &str = env!("CARGO_BIN_EXE_test-calculator");
 
@@ -30,28 +31,6 @@ async fn spawn(pm: &ProcessManager) -> ProcessHandle<Calculator> {
     .await
     .expect("the calculator spawns in time")
     .expect("the calculator spawns")
-}
-
-/// Runs `call` in a task and returns the task once the call has been polled once: a call to
-/// a running process has taken its in-flight slot and been sent by then.
-async fn start_call<T: Send + 'static>(
-    call: impl std::future::Future<Output = T> + Send + 'static,
-) -> tokio::task::JoinHandle<T> {
-    let (polled, was_polled) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        let mut call = std::pin::pin!(call);
-        let mut polled = Some(polled);
-        std::future::poll_fn(|cx| {
-            let poll = std::future::Future::poll(call.as_mut(), cx);
-            if let Some(polled) = polled.take() {
-                let _ = polled.send(());
-            }
-            poll
-        })
-        .await
-    });
-    let _ = was_polled.await;
-    task
 }
 
 async fn shutdown(pm: &ProcessManager) {
