@@ -3,7 +3,6 @@
 //! can act on, also when the health check panics or hangs; the JSON API maps `[]` to `()`
 //! only for methods without parameters; a standalone process keeps its token to itself.
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use pm_runtime::host::HostOptions;
@@ -124,25 +123,9 @@ async fn http(
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream
-            .set_read_timeout(Some(read_timeout))
-            .expect("timeout");
-        stream.write_all(request.as_bytes()).expect("write");
-        let mut bytes = Vec::new();
-        let _ = stream.read_to_end(&mut bytes);
-        let response = String::from_utf8_lossy(&bytes).into_owned();
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-        (status, body)
-    })
-    .await
-    .expect("the request ran")
+    let reply =
+        pm_tests::http::exchange(([127, 0, 0, 1], port).into(), request, read_timeout).await;
+    (reply.status, reply.body)
 }
 
 // ---------------------------------------------------------------------------------------

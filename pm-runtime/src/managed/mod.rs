@@ -288,6 +288,12 @@ impl Managed {
     }
 
     /// A snapshot for `info` and `list`.
+    /// Whether the process has ended for good (stopped or failed), read without building a
+    /// snapshot.
+    pub(crate) fn has_ended(&self) -> bool {
+        lock(&self.status).state.is_terminal()
+    }
+
     pub(crate) fn info(&self) -> ProcessInfo {
         let status = lock(&self.status);
         ProcessInfo {

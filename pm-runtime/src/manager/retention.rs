@@ -53,9 +53,7 @@ impl ProcessManager {
 /// Forgets the earliest-started ended processes (stopped or failed, outside pools and
 /// supervision trees, which keep their own) beyond the newest `keep`.
 pub(super) fn forget_ended(processes: &mut Vec<Arc<Managed>>, keep: usize) {
-    let ended = |m: &Arc<Managed>| {
-        m.pool.is_none() && m.supervision.is_none() && m.info().state.is_terminal()
-    };
+    let ended = |m: &Arc<Managed>| m.pool.is_none() && m.supervision.is_none() && m.has_ended();
     let count = processes.iter().filter(|m| ended(m)).count();
     let mut excess = count.saturating_sub(keep);
     if excess == 0 {
