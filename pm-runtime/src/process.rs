@@ -93,17 +93,25 @@ pub(crate) fn expected_identity<P: Process>() -> pm_core::Identity {
     pm_core::Identity {
         name: P::NAME.to_owned(),
         version: P::VERSION.to_owned(),
-        fingerprint: schema_of::<P>().fingerprint(),
+        fingerprint: schema_of::<P>().fingerprint,
     }
 }
 
+/// A process type's schema with what the handshake needs of it, computed once: its
+/// fingerprint and its encoding for the `Welcome`.
+pub(crate) struct KnownSchema {
+    pub(crate) schema: pm_core::schema::Schema,
+    pub(crate) fingerprint: u64,
+    pub(crate) bytes: Option<bytes::Bytes>,
+}
+
 /// The structural schema of `P`, traced on first use and kept for the life of the program
-/// (one per process type).
-pub(crate) fn schema_of<P: Process>() -> &'static pm_core::schema::Schema {
+/// (one per process type), so no spawn or connection traces, hashes or encodes it again.
+pub(crate) fn schema_of<P: Process>() -> &'static KnownSchema {
     use std::any::TypeId;
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    type Schemas = Mutex<HashMap<TypeId, &'static pm_core::schema::Schema>>;
+    type Schemas = Mutex<HashMap<TypeId, &'static KnownSchema>>;
     static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
     let schemas = SCHEMAS.get_or_init(Schemas::default);
     let known = schemas
@@ -120,11 +128,16 @@ pub(crate) fn schema_of<P: Process>() -> &'static pm_core::schema::Schema {
     for reason in &traced.by_name {
         tracing::warn!(process = P::NAME, %reason, "a type is compared by its name only");
     }
+    let known = KnownSchema {
+        fingerprint: traced.fingerprint(),
+        bytes: traced.to_bytes(),
+        schema: traced,
+    };
     let mut schemas = schemas
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let schema: &'static pm_core::schema::Schema = schemas
+    let known: &'static KnownSchema = schemas
         .entry(TypeId::of::<P>())
-        .or_insert_with(|| Box::leak(Box::new(traced)));
-    schema
+        .or_insert_with(|| Box::leak(Box::new(known)));
+    known
 }

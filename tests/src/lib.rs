@@ -637,3 +637,18 @@ pub async fn start_call<T: Send + 'static>(
     let _ = was_polled.await;
     task
 }
+
+/// A `Hello` frame presenting `token`, as a raw peer sends it.
+///
+/// # Panics
+/// Never for a token that fits in a MiB.
+pub fn hello_frame(token: &str) -> pm_core::wire::Frame {
+    let mut builder = pm_core::wire::FrameBuilder::new(pm_core::wire::FrameKind::Hello, 0, 1 << 20);
+    builder
+        .named(&pm_core::wire::Hello {
+            protocol: pm_core::wire::PROTOCOL_VERSION,
+            token: token.into(),
+        })
+        .expect("a hello encodes");
+    builder.finish().expect("a hello fits")
+}

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use pm_core::wire::{FrameBuilder, FrameKind, Hello, PROTOCOL_VERSION};
+use pm_core::wire::FrameKind;
 use pm_examples::{Calculator, MathError};
 use pm_runtime::prelude::*;
 use pm_runtime::{Address, Error, RemoteErrorKind};
@@ -67,17 +67,6 @@ impl Raw {
         };
         out
     }
-}
-
-fn hello(token: &str) -> Vec<u8> {
-    let mut builder = FrameBuilder::new(FrameKind::Hello, 0, 1 << 20);
-    builder
-        .named(&Hello {
-            protocol: PROTOCOL_VERSION,
-            token: token.into(),
-        })
-        .expect("encodes");
-    builder.finish().expect("fits").wire().to_vec()
 }
 
 macro_rules! conformance {
@@ -204,7 +193,7 @@ macro_rules! wrong_token {
         // Blocking I/O off the runtime: an in-process instance serves on this runtime.
         let answer = tokio::task::spawn_blocking(move || {
             let mut raw = Raw::connect(&endpoint);
-            raw.write(&hello("not-the-token"));
+            raw.write(pm_tests::hello_frame("not-the-token").wire());
             // A call right behind the bad hello must not run.
             let call =
                 pm_core::wire::encode_call(5, "add", None, &(1i64, 1i64), 1 << 20)

@@ -9,9 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use pm_core::wire::{
-    encode_call, FrameBuilder, FrameDecoder, FrameKind, Hello, Incoming, PROTOCOL_VERSION,
-};
+use pm_core::wire::{encode_call, FrameBuilder, FrameDecoder, FrameKind, Incoming};
 use pm_core::RemoteErrorKind;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -169,7 +167,7 @@ impl Peer {
 
     /// Hello with the right token, then `Init` without dependencies.
     async fn handshake(&mut self) {
-        let hello = hello(TOKEN);
+        let hello = pm_tests::hello_frame(TOKEN);
         self.send(hello.wire()).await;
         let Answer::Frame(welcome) = self.next(Duration::from_secs(5)).await else {
             panic!("no welcome");
@@ -189,18 +187,6 @@ impl Peer {
         self.send(frame.wire()).await;
         self.next(Duration::from_secs(5)).await
     }
-}
-
-/// A hello frame presenting `token`.
-fn hello(token: &str) -> pm_core::wire::Frame {
-    let mut builder = FrameBuilder::new(FrameKind::Hello, 0, 1 << 20);
-    builder
-        .named(&Hello {
-            protocol: PROTOCOL_VERSION,
-            token: token.into(),
-        })
-        .expect("encodes");
-    builder.finish().expect("fits")
 }
 
 fn error_kind(answer: &Answer) -> Option<RemoteErrorKind> {
@@ -269,7 +255,7 @@ macro_rules! hostile_peers {
                 peer.send(reply.wire()).await;
                 let cancel = pm_core::wire::Frame::empty(FrameKind::Cancel, 78);
                 peer.send(cancel.wire()).await;
-                let hello = hello(TOKEN);
+                let hello = pm_tests::hello_frame(TOKEN);
                 peer.send(hello.wire()).await;
                 assert_eq!(added(&peer.call(5, "add", &(2i64, 3i64)).await), Some(5));
                 // A frame of a kind that does not exist ends this connection only.
@@ -330,7 +316,7 @@ macro_rules! hostile_peers {
                     peers.push(host.connect().await);
                 }
                 // Each says hello with a wrong token; every one is rejected.
-                let wrong = hello("not-the-token-at-all");
+                let wrong = pm_tests::hello_frame("not-the-token-at-all");
                 for peer in &mut peers {
                     peer.send(wrong.wire()).await;
                 }

@@ -383,7 +383,7 @@ impl ProcessManager {
         let managed = Managed::new(ManagedSpec {
             id,
             identity: expected_identity::<P>(),
-            schema: crate::process::schema_of::<P>(),
+            schema: &crate::process::schema_of::<P>().schema,
             launch: LaunchSpec {
                 name,
                 binary: binary.to_path_buf(),

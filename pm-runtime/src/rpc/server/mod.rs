@@ -260,7 +260,7 @@ async fn accept<P: Process>(
         protocol: PROTOCOL_VERSION,
         identity: expected_identity::<P>(),
         pid: std::process::id(),
-        schema: crate::process::schema_of::<P>().to_bytes(),
+        schema: crate::process::schema_of::<P>().bytes.clone(),
     };
     let encode = |welcome: &Welcome| {
         let mut builder = wire::FrameBuilder::new(FrameKind::Welcome, 0, opts.max_frame);
