@@ -1,23 +1,22 @@
 //! In-memory connections between threads of one OS process.
 
-use tokio::sync::mpsc;
-
-use crate::connection::{Connection, FrameReceiver, FrameSender};
+use crate::connection::{Connection, FrameReceiver};
+use crate::queue::frame_queue;
 
 /// Two connected ends of an in-memory connection. Frames move between them without being
 /// copied or re-checked; the frame limit is enforced when a frame is built. Dropping every
 /// sender of one end makes the other end's receiver return `None`.
 pub fn channel_pair() -> (Connection, Connection) {
-    let (a_tx, b_rx) = mpsc::unbounded_channel();
-    let (b_tx, a_rx) = mpsc::unbounded_channel();
+    let (a_tx, b_rx) = frame_queue();
+    let (b_tx, a_rx) = frame_queue();
     let a = Connection {
-        sender: FrameSender::new(a_tx),
+        sender: a_tx,
         receiver: FrameReceiver::channel(a_rx),
         description: "channel",
         writer: None,
     };
     let b = Connection {
-        sender: FrameSender::new(b_tx),
+        sender: b_tx,
         receiver: FrameReceiver::channel(b_rx),
         description: "channel",
         writer: None,

@@ -6,6 +6,8 @@ use pm_core::wire::{Frame, Incoming, WireError};
 use tokio::sync::mpsc;
 
 use crate::codec::FrameReader;
+use crate::queue::FrameQueue;
+pub use crate::queue::FrameSender;
 
 /// A connection failure.
 #[derive(Debug, thiserror::Error)]
@@ -21,34 +23,6 @@ pub enum TransportError {
     Wire(#[from] WireError),
 }
 
-/// The sending half of a connection. Clones send on the same connection; frames from one
-/// clone keep their order. Sending never blocks: frames queue until the writer takes them.
-#[derive(Debug, Clone)]
-pub struct FrameSender {
-    queue: mpsc::UnboundedSender<Frame>,
-}
-
-impl FrameSender {
-    pub(crate) fn new(queue: mpsc::UnboundedSender<Frame>) -> Self {
-        Self { queue }
-    }
-
-    /// Queues a frame. Fails with [`TransportError::Closed`] once the connection is gone.
-    pub fn send(&self, frame: Frame) -> Result<(), TransportError> {
-        self.queue.send(frame).map_err(|_| TransportError::Closed)
-    }
-
-    /// Whether the connection can no longer send.
-    pub fn is_closed(&self) -> bool {
-        self.queue.is_closed()
-    }
-
-    /// Completes when the connection can no longer send.
-    pub async fn closed(&self) {
-        self.queue.closed().await
-    }
-}
-
 /// The receiving half of a connection.
 #[derive(Debug)]
 pub struct FrameReceiver {
@@ -57,13 +31,13 @@ pub struct FrameReceiver {
 
 #[derive(Debug)]
 enum ReceiverInner {
-    Channel(mpsc::UnboundedReceiver<Frame>),
+    Channel(FrameQueue),
     Bounded(mpsc::Receiver<Frame>),
     Stream(FrameReader),
 }
 
 impl FrameReceiver {
-    pub(crate) fn channel(rx: mpsc::UnboundedReceiver<Frame>) -> Self {
+    pub(crate) fn channel(rx: FrameQueue) -> Self {
         Self {
             inner: ReceiverInner::Channel(rx),
         }
@@ -85,7 +59,12 @@ impl FrameReceiver {
     /// After an error the connection is unusable and further calls return `None`.
     pub async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
         match &mut self.inner {
-            ReceiverInner::Channel(rx) => rx.recv().await.map(|frame| Ok(Incoming::Frame(frame))),
+            ReceiverInner::Channel(queue) => {
+                let frame = queue.recv().await?;
+                // Received is written, for an in-memory connection.
+                queue.written(frame.wire().len());
+                Some(Ok(Incoming::Frame(frame)))
+            }
             ReceiverInner::Bounded(rx) => rx.recv().await.map(|frame| Ok(Incoming::Frame(frame))),
             ReceiverInner::Stream(reader) => reader.next().await,
         }

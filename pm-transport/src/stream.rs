@@ -1,11 +1,10 @@
 //! Connections over byte streams: socketpairs, unix and tcp sockets.
 
-use pm_core::wire::Frame;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::mpsc;
 
 use crate::codec::FrameReader;
-use crate::connection::{Connection, FrameReceiver, FrameSender};
+use crate::connection::{Connection, FrameReceiver};
+use crate::queue::{frame_queue, FrameQueue};
 
 const WRITE_BUFFER: usize = 64 * 1024;
 /// Frames queued this soon after the previous write are taken for a burst (a round trip
@@ -28,10 +27,10 @@ where
     R: AsyncRead + Send + 'static,
     W: AsyncWrite + Send + 'static,
 {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_frames(Box::pin(write), rx, description));
+    let (sender, queue) = frame_queue();
+    let writer = tokio::spawn(write_frames(Box::pin(write), queue, description));
     Connection {
-        sender: FrameSender::new(tx),
+        sender,
         receiver: FrameReceiver::stream(FrameReader::new(Box::pin(read), max_frame)),
         description,
         writer: Some(writer),
@@ -50,13 +49,15 @@ pub fn from_unix_stream(
 
 async fn write_frames(
     io: std::pin::Pin<Box<dyn AsyncWrite + Send>>,
-    mut queue: mpsc::UnboundedReceiver<Frame>,
+    mut queue: FrameQueue,
     description: &'static str,
 ) {
     let mut out = BufWriter::with_capacity(WRITE_BUFFER, io);
     // When the previous write ended: a frame queued within `BURST` of it is part of a burst.
     let mut last_write = std::time::Instant::now();
     while let Some(frame) = queue.recv().await {
+        // The bytes of this batch: they leave the backlog once flushed.
+        let mut batch = frame.wire().len();
         if let Err(err) = out.write_all(frame.wire()).await {
             tracing::debug!(%err, transport = description, "write failed; closing connection");
             return;
@@ -70,23 +71,25 @@ async fn write_frames(
         let mut yielded = last_write.elapsed() > BURST;
         loop {
             match queue.try_recv() {
-                Ok(frame) => {
+                Some(frame) => {
+                    batch += frame.wire().len();
                     if let Err(err) = out.write_all(frame.wire()).await {
                         tracing::debug!(%err, transport = description, "write failed; closing connection");
                         return;
                     }
                 }
-                Err(_) if !yielded => {
+                None if !yielded => {
                     yielded = true;
                     tokio::task::yield_now().await;
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         if let Err(err) = out.flush().await {
             tracing::debug!(%err, transport = description, "flush failed; closing connection");
             return;
         }
+        queue.written(batch);
         last_write = std::time::Instant::now();
     }
     let _ = out.shutdown().await;

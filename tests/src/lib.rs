@@ -338,6 +338,18 @@ impl Lifecycle {
         n
     }
 
+    /// How many bytes `data` has: a call whose argument is as large as the caller likes.
+    #[public]
+    pub async fn swallow(&self, data: String) -> u64 {
+        data.len() as u64
+    }
+
+    /// A reply of `len` bytes (at most 1 MiB): a small call with a large answer.
+    #[public]
+    pub async fn payload(&self, len: u64) -> String {
+        "p".repeat(usize::try_from(len.min(1 << 20)).unwrap_or(0))
+    }
+
     /// Makes the health check report unhealthy from now on.
     #[public]
     pub async fn fall_ill(&self) {

@@ -139,6 +139,27 @@ impl RpcConnection {
             };
             Some(permit.map_err(|_| Error::Transport("connection closed".into()))?)
         };
+        // A process that stops reading (stopped, hung) must not make its callers' frames pile
+        // up without bound: wait, within the deadline, while too much is queued for it.
+        let backlogged = lock(&self.sender)
+            .as_ref()
+            .filter(|sender| sender.is_backlogged())
+            .cloned();
+        if let Some(sender) = backlogged {
+            // An abort ends the wait too: this clone must not keep the connection open.
+            let writable = async {
+                tokio::select! {
+                    () = sender.writable() => {}
+                    () = self.closed() => {}
+                }
+            };
+            match due {
+                Some(due) => tokio::time::timeout_at(due, writable)
+                    .await
+                    .map_err(|_| timed_out())?,
+                None => writable.await,
+            }
+        }
         let remaining = due.map(|due| due.saturating_duration_since(tokio::time::Instant::now()));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = wire::encode_call_raw(id, method, remaining, trace, args, self.max_frame)?;

@@ -25,7 +25,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::connection::{Connection, FrameReceiver, FrameSender};
+use crate::connection::{Connection, FrameReceiver};
+use crate::queue::{frame_queue, FrameQueue};
 
 mod client;
 mod server;
@@ -123,12 +124,12 @@ where
     // Bounded: a reader that outpaces the consumer waits, so the socket pushes back on the
     // peer instead of frames piling up in memory.
     let (in_tx, in_rx) = mpsc::channel(INCOMING_BUFFER);
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (sender, out_rx) = frame_queue();
     let (end_tx, end_rx) = oneshot::channel();
     tokio::spawn(read_messages(stream, in_tx, max_frame, end_tx));
     let writer = tokio::spawn(write_messages(sink, out_rx, end_rx));
     Connection {
-        sender: FrameSender::new(out_tx),
+        sender,
         receiver: FrameReceiver::bounded(in_rx),
         description: DESCRIPTION,
         writer: Some(writer),
@@ -225,7 +226,7 @@ async fn read_messages<S>(
 /// has seen the connection end.
 async fn write_messages<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut queue: mpsc::UnboundedReceiver<Frame>,
+    mut queue: FrameQueue,
     mut reader_end: oneshot::Receiver<ReaderEnd>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -240,12 +241,14 @@ async fn write_messages<S>(
                     }
                     return;
                 };
+                let mut batch = frame.wire().len();
                 if let Err(err) = sink.feed(Message::Binary(frame.wire().clone())).await {
                     tracing::debug!(%err, transport = DESCRIPTION, "write failed; closing connection");
                     return;
                 }
                 // Take whatever else is queued before paying for a flush.
-                while let Ok(frame) = queue.try_recv() {
+                while let Some(frame) = queue.try_recv() {
+                    batch += frame.wire().len();
                     if let Err(err) = sink.feed(Message::Binary(frame.wire().clone())).await {
                         tracing::debug!(%err, transport = DESCRIPTION, "write failed; closing connection");
                         return;
@@ -255,6 +258,7 @@ async fn write_messages<S>(
                     tracing::debug!(%err, transport = DESCRIPTION, "flush failed; closing connection");
                     return;
                 }
+                queue.written(batch);
             }
             end = &mut reader_end, if reader_running => match end {
                 // Flushes tungstenite's reply to the peer's Close.

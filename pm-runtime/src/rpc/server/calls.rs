@@ -51,13 +51,24 @@ impl<P: Process> CallLoop<P> {
         // many calls wait as may run, reading stops and the transport pushes back.
         let mut waiting: std::collections::VecDeque<Frame> = std::collections::VecDeque::new();
         loop {
-            let can_read = waiting.len() < self.opts.max_in_flight;
+            // A client that does not read its replies is not read from either: its replies
+            // stay bounded, and its socket pushes back on it.
+            let backlogged = self.sender.is_backlogged();
+            let can_read = waiting.len() < self.opts.max_in_flight && !backlogged;
             let incoming = tokio::select! {
-                permit = self.permits.clone().acquire_owned(), if !waiting.is_empty() => {
+                permit = self.permits.clone().acquire_owned(), if !waiting.is_empty() && !backlogged => {
                     let (Ok(permit), Some(frame)) = (permit, waiting.pop_front()) else {
                         continue;
                     };
                     self.start_call(&frame, permit);
+                    continue;
+                }
+                () = self.sender.writable(), if backlogged => {
+                    if self.sender.is_closed() {
+                        // The writer is gone: the client will never read another reply.
+                        self.abort_all();
+                        return ServeEnd::Disconnected;
+                    }
                     continue;
                 }
                 incoming = conn.receiver.recv(), if can_read => incoming,

@@ -1,0 +1,314 @@
+//! Peers that stop reading, so that their socket buffer fills.
+//!
+//! A process that stops (SIGSTOP) while its callers go on calling: their deadlines still
+//! fire, the manager's API and its other processes still answer, and the frames meant for
+//! the stopped process do not pile up in the manager's memory. Once it continues, it serves
+//! again.
+//!
+//! A client of a standalone process that sends calls and never reads the replies, over unix,
+//! tcp and WebSocket: the process stops reading from it (so its replies stay bounded and the
+//! socket pushes back), serves everyone else, and once the client reads again, every reply
+//! arrives.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pm_core::wire::{encode_call, Frame, FrameBuilder, FrameKind, Incoming};
+use pm_runtime::prelude::*;
+use pm_runtime::Error;
+use pm_tests::resources::rss;
+use pm_tests::Lifecycle;
+use pm_transport::{Connection, FrameReceiver};
+
+const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
+const TOKEN: &str = "0123456789abcdef-stuck-token";
+
+/// Sends SIGCONT when dropped, so that a failing test never leaves a stopped process behind
+/// for the teardown to wait on.
+struct Stopped(i32);
+
+impl Stopped {
+    fn stop(pid: u32) -> Self {
+        let pid = i32::try_from(pid).expect("pid");
+        // SAFETY: signalling a child of this test.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// Fails unless `future` completes within `limit`.
+async fn within<T>(what: &str, limit: Duration, future: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what} did not answer within {limit:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_process_times_its_callers_out_without_its_frames_piling_up_in_the_manager() {
+    let pm = ProcessManager::new(ProcessManagerConfig {
+        isolation: Isolation::Child,
+        ..Default::default()
+    });
+    let stuck = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default().name("stuck"))
+        .await
+        .expect("spawn");
+    let bystander = pm
+        .spawn::<Lifecycle>(LIFECYCLE, SpawnOptions::default().name("bystander"))
+        .await
+        .expect("spawn");
+    let pid = stuck.pid().await.expect("pid");
+    let before = rss();
+    let stopped = Stopped::stop(pid);
+
+    // 8 callers, 80 calls each, a 256 KiB argument per call: 160 MiB offered to a process
+    // that reads none of it. Every call ends with its deadline.
+    let deadline = Duration::from_millis(50);
+    let argument = "a".repeat(256 << 10);
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let handle = ProcessHandle::with_timeout(&stuck, deadline);
+            let argument = argument.clone();
+            tokio::spawn(async move {
+                let mut slowest = Duration::ZERO;
+                for _ in 0..80 {
+                    let started = Instant::now();
+                    match handle.swallow(argument.clone()).await {
+                        Err(Error::Timeout { .. }) => {}
+                        other => panic!("a call to a stopped process ended with {other:?}"),
+                    }
+                    slowest = slowest.max(started.elapsed());
+                }
+                slowest
+            })
+        })
+        .collect();
+
+    // Meanwhile the manager answers, and so does its other process.
+    for _ in 0..20 {
+        within("the manager's list", Duration::from_secs(5), async {
+            assert_eq!(pm.list().len(), 2);
+        })
+        .await;
+        let info = within("the manager's info", Duration::from_secs(5), async {
+            pm.info(stuck.id()).expect("known")
+        })
+        .await;
+        assert!(
+            matches!(info.state, ProcessState::Running { .. }),
+            "{:?}",
+            info.state
+        );
+        within("the other process", Duration::from_secs(5), bystander.pid())
+            .await
+            .expect("the other process serves");
+    }
+    for caller in callers {
+        let slowest = caller.await.expect("caller");
+        assert!(
+            slowest < deadline + Duration::from_secs(5),
+            "a call took {slowest:?} for a deadline of {deadline:?}"
+        );
+    }
+    let grown = rss().saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "the manager grew by {} MiB while 160 MiB were offered to a stopped process",
+        grown >> 20
+    );
+
+    // Continued, it serves again.
+    drop(stopped);
+    let answered = ProcessHandle::with_timeout(&stuck, Duration::from_secs(30))
+        .pid()
+        .await
+        .expect("serves once continued");
+    assert_eq!(answered, pid);
+    pm.shutdown().await.expect("shutdown");
+}
+
+/// A standalone Lifecycle process listening on `scheme` (`unix:`, `tcp:` or `http://`),
+/// killed when dropped.
+struct Host {
+    child: Child,
+    address: String,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl Host {
+    fn start(scheme: &str) -> Self {
+        let (address, dir) = if scheme == "unix:" {
+            let dir = std::env::temp_dir().join(format!(
+                "titan-stuck-{}-{}",
+                std::process::id(),
+                Instant::now().elapsed().as_nanos()
+            ));
+            std::fs::create_dir_all(&dir).expect("directory");
+            (
+                format!("unix:{}", dir.join("host.sock").display()),
+                Some(dir),
+            )
+        } else {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            (format!("{scheme}127.0.0.1:{port}"), None)
+        };
+        let child = Command::new(LIFECYCLE)
+            .env("TITAN_PM_LISTEN", &address)
+            .env("TITAN_PM_TOKEN", TOKEN)
+            .env("TITAN_PM_LOG", "error")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starts");
+        let host = Host {
+            child,
+            address,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !host.reachable() {
+            assert!(Instant::now() < deadline, "the host never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        host
+    }
+
+    fn path_or_addr(&self) -> (&str, &str) {
+        if let Some(path) = self.address.strip_prefix("unix:") {
+            ("unix", path)
+        } else if let Some(addr) = self.address.strip_prefix("tcp:") {
+            ("tcp", addr)
+        } else {
+            ("http", self.address.trim_start_matches("http://"))
+        }
+    }
+
+    fn reachable(&self) -> bool {
+        match self.path_or_addr() {
+            ("unix", path) => std::os::unix::net::UnixStream::connect(path).is_ok(),
+            (_, addr) => std::net::TcpStream::connect(addr).is_ok(),
+        }
+    }
+
+    /// A frame connection that has said hello and `init`.
+    async fn connect(&self) -> Connection {
+        let address = self.address.parse().expect("address");
+        let mut conn = pm_transport::connect(&address, TOKEN, 1 << 21)
+            .await
+            .expect("connect");
+        conn.sender
+            .send(pm_tests::hello_frame(TOKEN))
+            .expect("hello");
+        let welcome = next_frame(&mut conn.receiver).await;
+        assert_eq!(welcome.kind(), FrameKind::Welcome, "{welcome:?}");
+        let mut init = FrameBuilder::new(FrameKind::Init, 1, 1 << 20);
+        init.raw(&[0xc0]).expect("nil");
+        conn.sender
+            .send(init.finish().expect("fits"))
+            .expect("init");
+        let ready = next_frame(&mut conn.receiver).await;
+        assert_eq!(ready.kind(), FrameKind::ReplyOk, "{ready:?}");
+        conn
+    }
+
+    /// The host's resident memory, in bytes.
+    fn rss(&self) -> u64 {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.child.id()))
+            .expect("the host is alive");
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("pages");
+        pages * 4096
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+async fn next_frame(receiver: &mut FrameReceiver) -> Frame {
+    match within("the host", Duration::from_secs(30), receiver.recv()).await {
+        Some(Ok(Incoming::Frame(frame))) => frame,
+        other => panic!("expected a frame, got {other:?}"),
+    }
+}
+
+/// `calls` calls of `payload(reply)` sent without reading a reply; then, while the client
+/// still reads nothing, the host's memory stays bounded and another client is served; then
+/// the client reads, and every reply arrives.
+async fn a_client_that_stops_reading(scheme: &str) {
+    // 312 MiB of replies owed. What the host may hold is bounded by what is queued before it
+    // stops reading (4 MiB) plus the replies of the calls already running (1,024 by default,
+    // 16 KiB each): 20 MiB.
+    const CALLS: u64 = 20_000;
+    const REPLY: u64 = 16 << 10;
+    let host = Host::start(scheme);
+    let mut bystander = host.connect().await;
+    let mut greedy = host.connect().await;
+    let before = host.rss();
+    for id in 0..CALLS {
+        let call = encode_call(100 + id, "payload", None, &(REPLY,), 1 << 20).expect("encodes");
+        greedy.sender.send(call).expect("open");
+    }
+    // An absence window: for 3 s the host's memory is sampled while the client reads
+    // nothing, and it must not take the replies in.
+    let mut highest = 0;
+    let window = Instant::now();
+    let mut served = 0;
+    while window.elapsed() < Duration::from_secs(3) {
+        highest = highest.max(host.rss());
+        let call = encode_call(10 + served, "pid", None, &(), 1 << 20).expect("encodes");
+        bystander.sender.send(call).expect("open");
+        let reply = next_frame(&mut bystander.receiver).await;
+        assert_eq!(reply.kind(), FrameKind::ReplyOk, "{reply:?}");
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served > 0);
+    let grown = highest.saturating_sub(before);
+    assert!(
+        grown < 48 << 20,
+        "over {scheme} the host grew by {} MiB for replies nobody read",
+        grown >> 20
+    );
+    // Reading again, the client gets every reply, in full.
+    for _ in 0..CALLS {
+        let reply = next_frame(&mut greedy.receiver).await;
+        assert_eq!(reply.kind(), FrameKind::ReplyOk, "{reply:?}");
+        let text: String = reply.decode().expect("a string");
+        assert_eq!(text.len() as u64, REPLY);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_over_unix_is_pushed_back_on_and_loses_nothing() {
+    a_client_that_stops_reading("unix:").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_over_tcp_is_pushed_back_on_and_loses_nothing() {
+    a_client_that_stops_reading("tcp:").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_over_websocket_is_pushed_back_on_and_loses_nothing() {
+    a_client_that_stops_reading("http://").await;
+}
