@@ -17,10 +17,12 @@ mod http;
 mod net;
 mod queue;
 mod stream;
+mod write_deadline;
 
 pub use channel::channel_pair;
 pub use connection::{Connection, FrameReceiver, FrameSender, TransportError};
-pub use http::{connect_http, serve_http, HealthReport, HttpApi, HttpError};
+pub use http::{connect_http, serve_http, HealthReport, HttpApi, HttpError, HttpLimits};
 pub use net::{connect, Address, Listener, SocketDir, StdListener};
 pub use queue::BACKLOG_LIMIT;
 pub use stream::{from_stream, from_unix_stream};
+pub use write_deadline::WriteDeadline;

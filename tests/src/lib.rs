@@ -4,6 +4,7 @@ pub mod capture;
 pub mod http;
 pub mod resources;
 pub mod shapes;
+pub mod standalone;
 pub mod tree;
 
 use std::time::{Duration, Instant};

@@ -49,3 +49,19 @@ pub fn rss() -> u64 {
         _ => u64::MAX,
     }
 }
+
+/// Raises this process's open-file limit to its hard limit (children started afterwards
+/// inherit it), for tests that open a thousand connections.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit on a valid struct.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

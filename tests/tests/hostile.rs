@@ -5,123 +5,42 @@
 //! never crashes, never dispatches what it must not, keeps serving everyone else, and its
 //! resident memory stays bounded (measured before and after).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use pm_core::wire::{encode_call, FrameBuilder, FrameDecoder, FrameKind, Incoming};
 use pm_core::RemoteErrorKind;
+use pm_tests::resources::raise_fd_limit;
+use pm_tests::standalone::Host;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const CALCULATOR: &str = env!("CARGO_BIN_EXE_test-calculator");
 const TOKEN: &str = "0123456789abcdef-hostile-token";
 
-/// A standalone calculator listening where the test says; killed when dropped.
-struct Host {
-    child: Child,
-    address: String,
-    dir: Option<std::path::PathBuf>,
-}
-
-impl Host {
-    fn start(unix: bool) -> Self {
-        let (address, dir) = if unix {
-            let dir = std::env::temp_dir().join(format!(
-                "titan-hostile-{}-{}",
-                std::process::id(),
-                rand_suffix()
-            ));
-            std::fs::create_dir_all(&dir).expect("directory");
-            (
-                format!("unix:{}", dir.join("calc.sock").display()),
-                Some(dir),
-            )
-        } else {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
-            (format!("tcp:127.0.0.1:{port}"), None)
-        };
-        let child = Command::new(CALCULATOR)
-            .env("TITAN_PM_LISTEN", &address)
-            .env("TITAN_PM_TOKEN", TOKEN)
-            .env("TITAN_PM_LOG", "error")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("starts");
-        let host = Host {
-            child,
-            address,
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !host.reachable() {
-            assert!(Instant::now() < deadline, "the host never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        host
-    }
-
-    fn reachable(&self) -> bool {
-        match self.address.split_once(':') {
-            Some(("unix", path)) => std::os::unix::net::UnixStream::connect(path).is_ok(),
-            Some(("tcp", addr)) => std::net::TcpStream::connect(addr).is_ok(),
-            _ => false,
-        }
-    }
-
-    async fn connect(&self) -> Peer {
-        let stream: Box<dyn Stream> = match self.address.split_once(':') {
-            Some(("unix", path)) => Box::new(
-                tokio::net::UnixStream::connect(path)
-                    .await
-                    .expect("connect"),
-            ),
-            Some(("tcp", addr)) => {
-                Box::new(tokio::net::TcpStream::connect(addr).await.expect("connect"))
-            }
-            _ => panic!("bad address {}", self.address),
-        };
-        Peer {
-            stream,
-            decoder: FrameDecoder::new(1 << 20),
-            buffer: BytesMut::new(),
-        }
-    }
-
-    /// The host's resident memory, in bytes.
-    fn rss(&self) -> u64 {
-        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.child.id()))
-            .expect("the host is alive");
-        let pages: u64 = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .expect("pages");
-        pages * 4096
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+/// A raw frame peer of `host`, that has not said hello yet.
+async fn connect(host: &Host) -> Peer {
+    let stream: Box<dyn Stream> = if host.is_unix() {
+        Box::new(
+            tokio::net::UnixStream::connect(host.endpoint())
+                .await
+                .expect("connect"),
+        )
+    } else {
+        Box::new(
+            tokio::net::TcpStream::connect(host.endpoint())
+                .await
+                .expect("connect"),
+        )
+    };
+    Peer {
+        stream,
+        decoder: FrameDecoder::new(1 << 20),
+        buffer: BytesMut::new(),
     }
 }
 
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(0);
-    hasher.finish()
+fn start(unix: bool) -> Host {
+    Host::start(CALCULATOR, if unix { "unix:" } else { "tcp:" }, TOKEN)
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -205,21 +124,6 @@ fn added(answer: &Answer) -> Option<i64> {
     }
 }
 
-/// Raises this process's open-file limit to its hard limit, for the thousand connections.
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit on a valid struct.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 macro_rules! hostile_peers {
     ($suite:ident, $unix:expr) => {
         mod $suite {
@@ -227,12 +131,12 @@ macro_rules! hostile_peers {
 
             #[tokio::test]
             async fn a_handshaken_peer_sending_nonsense_gets_typed_errors_and_harms_no_one() {
-                let mut host = Host::start($unix);
-                let mut bystander = host.connect().await;
+                let mut host = start($unix);
+                let mut bystander = connect(&host).await;
                 bystander.handshake().await;
                 let before = host.rss();
 
-                let mut peer = host.connect().await;
+                let mut peer = connect(&host).await;
                 peer.handshake().await;
                 // An unknown method, and a known one with wrong types and arity.
                 assert_eq!(
@@ -270,7 +174,7 @@ macro_rules! hostile_peers {
                 ));
 
                 // A truncated frame, then the peer goes away.
-                let mut truncated = host.connect().await;
+                let mut truncated = connect(&host).await;
                 truncated.handshake().await;
                 let call = encode_call(9, "add", None, &(1i64, 1i64), 1 << 20).expect("encodes");
                 truncated.send(&call.wire()[..call.wire().len() - 3]).await;
@@ -291,8 +195,8 @@ macro_rules! hostile_peers {
 
             #[tokio::test]
             async fn a_peer_that_never_says_hello_is_closed_after_the_hello_timeout() {
-                let host = Host::start($unix);
-                let mut silent = host.connect().await;
+                let host = start($unix);
+                let mut silent = connect(&host).await;
                 let started = Instant::now();
                 // The timeout is 10 s; a generous bound beyond it, since time is the point
                 // only loosely here.
@@ -309,11 +213,11 @@ macro_rules! hostile_peers {
             async fn a_thousand_connections_without_a_token_are_refused_and_the_process_serves_on()
             {
                 raise_fd_limit();
-                let mut host = Host::start($unix);
+                let mut host = start($unix);
                 let before = host.rss();
                 let mut peers = Vec::with_capacity(1000);
                 for _ in 0..1000 {
-                    peers.push(host.connect().await);
+                    peers.push(connect(&host).await);
                 }
                 // Each says hello with a wrong token; every one is rejected.
                 let wrong = pm_tests::hello_frame("not-the-token-at-all");
@@ -330,7 +234,7 @@ macro_rules! hostile_peers {
                 }
                 assert_eq!(rejected, 1000);
                 drop(peers);
-                let mut peer = host.connect().await;
+                let mut peer = connect(&host).await;
                 peer.handshake().await;
                 assert_eq!(added(&peer.call(2, "add", &(1i64, 2i64)).await), Some(3));
                 assert!(host.alive());

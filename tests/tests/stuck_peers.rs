@@ -10,13 +10,13 @@
 //! socket pushes back), serves everyone else, and once the client reads again, every reply
 //! arrives.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pm_core::wire::{encode_call, Frame, FrameBuilder, FrameKind, Incoming};
 use pm_runtime::prelude::*;
 use pm_runtime::Error;
 use pm_tests::resources::rss;
+use pm_tests::standalone::Host;
 use pm_tests::Lifecycle;
 use pm_transport::{Connection, FrameReceiver};
 
@@ -135,113 +135,25 @@ async fn a_stopped_process_times_its_callers_out_without_its_frames_piling_up_in
     pm.shutdown().await.expect("shutdown");
 }
 
-/// A standalone Lifecycle process listening on `scheme` (`unix:`, `tcp:` or `http://`),
-/// killed when dropped.
-struct Host {
-    child: Child,
-    address: String,
-    dir: Option<std::path::PathBuf>,
-}
-
-impl Host {
-    fn start(scheme: &str) -> Self {
-        let (address, dir) = if scheme == "unix:" {
-            let dir = std::env::temp_dir().join(format!(
-                "titan-stuck-{}-{}",
-                std::process::id(),
-                Instant::now().elapsed().as_nanos()
-            ));
-            std::fs::create_dir_all(&dir).expect("directory");
-            (
-                format!("unix:{}", dir.join("host.sock").display()),
-                Some(dir),
-            )
-        } else {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
-            (format!("{scheme}127.0.0.1:{port}"), None)
-        };
-        let child = Command::new(LIFECYCLE)
-            .env("TITAN_PM_LISTEN", &address)
-            .env("TITAN_PM_TOKEN", TOKEN)
-            .env("TITAN_PM_LOG", "error")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("starts");
-        let host = Host {
-            child,
-            address,
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !host.reachable() {
-            assert!(Instant::now() < deadline, "the host never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        host
-    }
-
-    fn path_or_addr(&self) -> (&str, &str) {
-        if let Some(path) = self.address.strip_prefix("unix:") {
-            ("unix", path)
-        } else if let Some(addr) = self.address.strip_prefix("tcp:") {
-            ("tcp", addr)
-        } else {
-            ("http", self.address.trim_start_matches("http://"))
-        }
-    }
-
-    fn reachable(&self) -> bool {
-        match self.path_or_addr() {
-            ("unix", path) => std::os::unix::net::UnixStream::connect(path).is_ok(),
-            (_, addr) => std::net::TcpStream::connect(addr).is_ok(),
-        }
-    }
-
-    /// A frame connection that has said hello and `init`.
-    async fn connect(&self) -> Connection {
-        let address = self.address.parse().expect("address");
-        let mut conn = pm_transport::connect(&address, TOKEN, 1 << 21)
-            .await
-            .expect("connect");
-        conn.sender
-            .send(pm_tests::hello_frame(TOKEN))
-            .expect("hello");
-        let welcome = next_frame(&mut conn.receiver).await;
-        assert_eq!(welcome.kind(), FrameKind::Welcome, "{welcome:?}");
-        let mut init = FrameBuilder::new(FrameKind::Init, 1, 1 << 20);
-        init.raw(&[0xc0]).expect("nil");
-        conn.sender
-            .send(init.finish().expect("fits"))
-            .expect("init");
-        let ready = next_frame(&mut conn.receiver).await;
-        assert_eq!(ready.kind(), FrameKind::ReplyOk, "{ready:?}");
-        conn
-    }
-
-    /// The host's resident memory, in bytes.
-    fn rss(&self) -> u64 {
-        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.child.id()))
-            .expect("the host is alive");
-        let pages: u64 = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .expect("pages");
-        pages * 4096
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
+/// A frame connection to `host` that has said hello and `init`.
+async fn connect(host: &Host) -> Connection {
+    let address = host.address().parse().expect("address");
+    let mut conn = pm_transport::connect(&address, TOKEN, 1 << 21)
+        .await
+        .expect("connect");
+    conn.sender
+        .send(pm_tests::hello_frame(TOKEN))
+        .expect("hello");
+    let welcome = next_frame(&mut conn.receiver).await;
+    assert_eq!(welcome.kind(), FrameKind::Welcome, "{welcome:?}");
+    let mut init = FrameBuilder::new(FrameKind::Init, 1, 1 << 20);
+    init.raw(&[0xc0]).expect("nil");
+    conn.sender
+        .send(init.finish().expect("fits"))
+        .expect("init");
+    let ready = next_frame(&mut conn.receiver).await;
+    assert_eq!(ready.kind(), FrameKind::ReplyOk, "{ready:?}");
+    conn
 }
 
 async fn next_frame(receiver: &mut FrameReceiver) -> Frame {
@@ -260,9 +172,9 @@ async fn a_client_that_stops_reading(scheme: &str) {
     // 16 KiB each): 20 MiB.
     const CALLS: u64 = 20_000;
     const REPLY: u64 = 16 << 10;
-    let host = Host::start(scheme);
-    let mut bystander = host.connect().await;
-    let mut greedy = host.connect().await;
+    let host = Host::start(LIFECYCLE, scheme, TOKEN);
+    let mut bystander = connect(&host).await;
+    let mut greedy = connect(&host).await;
     let before = host.rss();
     for id in 0..CALLS {
         let call = encode_call(100 + id, "payload", None, &(REPLY,), 1 << 20).expect("encodes");

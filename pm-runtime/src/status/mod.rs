@@ -15,7 +15,6 @@
 
 mod query;
 mod snapshot;
-mod write_deadline;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,13 +34,15 @@ use tokio::task::JoinSet;
 use crate::manager::WeakManager;
 use crate::token::Token;
 use crate::ProcessManager;
+use pm_transport::WriteDeadline;
 use snapshot::Snapshot;
-use write_deadline::WriteDeadline;
 
 /// The page `GET /` serves.
 const PAGE: &str = include_str!("page.html");
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 64;
+/// How long a write may wait for a status client to read.
+const WRITE_STALL: Duration = Duration::from_secs(10);
 
 /// Where and how the status endpoint listens.
 ///
@@ -192,7 +193,10 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, share
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10))
-        .serve_connection(TokioIo::new(WriteDeadline::new(stream)), service)
+        .serve_connection(
+            TokioIo::new(WriteDeadline::new(stream, WRITE_STALL)),
+            service,
+        )
         .await;
     if let Err(err) = served {
         tracing::debug!(%err, %peer, "status connection ended with an error");

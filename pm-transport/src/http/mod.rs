@@ -29,9 +29,11 @@ use crate::connection::{Connection, FrameReceiver};
 use crate::queue::{frame_queue, FrameQueue};
 
 mod client;
+mod limits;
 mod server;
 
 pub use client::connect_http;
+pub use limits::HttpLimits;
 pub use server::serve_http;
 
 /// What a connection made over HTTP calls itself in logs.
@@ -365,6 +367,7 @@ mod tests {
             listener,
             TOKEN.to_owned(),
             max_frame,
+            HttpLimits::default(),
             api.clone(),
             tx,
         ));
@@ -564,7 +567,14 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let api = Arc::new(TestApi::default());
         let (tx, _rx) = mpsc::channel(1);
-        let task = tokio::spawn(serve_http(listener, String::new(), 1024, api.clone(), tx));
+        let task = tokio::spawn(serve_http(
+            listener,
+            String::new(),
+            1024,
+            HttpLimits::default(),
+            api.clone(),
+            tx,
+        ));
         let (status, _) = request(
             addr,
             Method::GET,

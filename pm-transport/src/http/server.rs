@@ -16,14 +16,15 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
-use super::{ws_config, ws_connection, HttpApi, HttpError};
+use super::{ws_config, ws_connection, HttpApi, HttpError, HttpLimits};
 use crate::connection::Connection;
+use crate::WriteDeadline;
 
 type Body = Full<Bytes>;
 
@@ -31,6 +32,7 @@ type Body = Full<Bytes>;
 struct Shared {
     token: String,
     max_frame: usize,
+    limits: HttpLimits,
     api: Arc<dyn HttpApi>,
     connections: mpsc::Sender<Connection>,
 }
@@ -49,29 +51,53 @@ struct Shared {
 ///   goes to [`HttpApi::call`]; a body that is not a JSON array is answered 400.
 /// - `GET /health` goes to [`HttpApi::health`].
 /// - Anything else is answered 404.
+///
+/// Slow and idle clients are bounded by `limits` (see [`HttpLimits`]): headers and bodies
+/// that take too long end their connection, and connections beyond the cap are closed as
+/// soon as they are accepted.
 pub async fn serve_http(
     listener: TcpListener,
     token: String,
     max_frame: usize,
+    limits: HttpLimits,
     api: Arc<dyn HttpApi>,
     connections: mpsc::Sender<Connection>,
 ) {
     if token.is_empty() {
         tracing::warn!("the HTTP bearer token is empty: every request will be refused");
     }
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let shared = Arc::new(Shared {
         token,
         max_frame,
+        limits,
         api,
         connections,
     });
     let mut tasks = JoinSet::new();
+    let mut turned_away: u64 = 0;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tasks.spawn(serve_connection(stream, peer, shared.clone()));
-                }
+                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        tasks.spawn(serve_connection(stream, peer, shared.clone(), slot));
+                    }
+                    Err(_) => {
+                        drop(stream);
+                        turned_away += 1;
+                        // One warning for the first and then one per thousand: a flood of
+                        // connections must not become a flood of log lines.
+                        if turned_away % 1000 == 1 {
+                            tracing::warn!(
+                                %peer,
+                                turned_away,
+                                max_connections = shared.limits.max_connections,
+                                "HTTP connection closed at once: the server is at its connection limit"
+                            );
+                        }
+                    }
+                },
                 Err(err) => {
                     // Usually out of file descriptors: give the process a moment.
                     tracing::warn!(%err, "accepting an HTTP connection failed");
@@ -83,18 +109,30 @@ pub async fn serve_http(
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// Serves one HTTP connection; `_slot` is its place under the connection limit, given back
+/// when the connection ends or is upgraded.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    _slot: OwnedSemaphorePermit,
+) {
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(%err, %peer, "could not disable Nagle's algorithm");
     }
+    let header_timeout = shared.limits.header_timeout;
+    let write_timeout = shared.limits.write_timeout;
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(handle(req, peer, shared).await) }
     });
     let result = hyper::server::conn::http1::Builder::new()
-        // Enables the default 30 s limit on reading a request's headers.
         .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), service)
+        .header_read_timeout(header_timeout)
+        .serve_connection(
+            TokioIo::new(WriteDeadline::new(stream, write_timeout)),
+            service,
+        )
         .with_upgrades()
         .await;
     if let Err(err) = result {
@@ -168,15 +206,31 @@ async fn call(req: Request<Incoming>, method: String, shared: &Shared) -> Respon
     if declared.is_some_and(|len| len > shared.max_frame as u64) {
         return too_large(shared.max_frame);
     }
-    let body = match Limited::new(req.into_body(), shared.max_frame)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+    let collected = tokio::time::timeout(
+        shared.limits.body_timeout,
+        Limited::new(req.into_body(), shared.max_frame).collect(),
+    )
+    .await;
+    let body = match collected {
+        Err(_) => {
+            let mut response = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the body did not arrive within {:?}",
+                    shared.limits.body_timeout
+                ),
+            );
+            // The rest of a body that is still on its way cannot be told from a next request.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
             return too_large(shared.max_frame)
         }
-        Err(err) => {
+        Ok(Err(err)) => {
             tracing::debug!(%err, "could not read an HTTP request body");
             return error_response(StatusCode::BAD_REQUEST, "could not read the request body");
         }

@@ -115,6 +115,7 @@ pub(crate) async fn serve_listener_with<P: Process>(
             tcp,
             opts.token.as_str().to_owned(),
             opts.max_frame,
+            pm_transport::HttpLimits::default(),
             api,
             tx,
         )));

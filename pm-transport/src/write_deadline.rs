@@ -9,21 +9,24 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-/// How long a write may wait for the peer to make room.
-const STALL: Duration = Duration::from_secs(10);
-
-/// Wraps a stream so that a write (or flush) that cannot make progress for [`STALL`] fails
-/// with `TimedOut`, which ends the connection: a client that sends requests and never reads
-/// the answers cannot hold a connection forever. Reads pass through untouched.
-pub(crate) struct WriteDeadline<S> {
+/// Wraps a stream so that a write (or flush, or shutdown) that cannot make progress for its
+/// stall limit fails with `TimedOut`, which ends the connection: a client that sends requests
+/// and never reads the answers cannot hold a connection forever. Reads pass through
+/// untouched. Polling a write outside a tokio runtime with a timer panics, as
+/// `tokio::time::sleep` does.
+#[derive(Debug)]
+pub struct WriteDeadline<S> {
     inner: S,
+    stall: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> WriteDeadline<S> {
-    pub(crate) fn new(inner: S) -> Self {
+    /// `inner`, whose writes fail once they have waited `stall` for the peer to make room.
+    pub fn new(inner: S, stall: Duration) -> Self {
         Self {
             inner,
+            stall,
             stalled: None,
         }
     }
@@ -39,9 +42,10 @@ impl<S> WriteDeadline<S> {
     {
         match poll(Pin::new(&mut self.inner), cx) {
             Poll::Pending => {
+                let stall = self.stall;
                 let timer = self
                     .stalled
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(STALL)));
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -94,7 +98,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_write_the_peer_never_makes_room_for_fails_after_the_stall_limit() {
         let (ours, _theirs) = tokio::io::duplex(64);
-        let mut stream = WriteDeadline::new(ours);
+        let mut stream = WriteDeadline::new(ours, Duration::from_secs(10));
         let err = stream
             .write_all(&[0u8; 1024])
             .await
@@ -110,7 +114,7 @@ mod tests {
             let mut all = Vec::new();
             theirs.read_to_end(&mut all).await.map(|_| all.len())
         });
-        let mut stream = WriteDeadline::new(ours);
+        let mut stream = WriteDeadline::new(ours, Duration::from_secs(10));
         stream.write_all(&[1u8; 4096]).await.expect("written");
         stream.shutdown().await.expect("shut down");
         drop(stream);

@@ -1,0 +1,123 @@
+//! A process binary hosted standalone (as under an orchestrator) for tests that play its
+//! client: it listens where the test says and is killed, its socket directory removed, when
+//! dropped.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A standalone process listening on a unix socket in a fresh directory, or on a free
+/// loopback port over tcp or http.
+pub struct Host {
+    child: Child,
+    address: String,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl Host {
+    /// Starts `binary` listening with `scheme` (`unix:`, `tcp:` or `http://`) and `token`,
+    /// logging errors only, and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// If the binary cannot start or does not listen within 10 s.
+    pub fn start(binary: &str, scheme: &str, token: &str) -> Self {
+        let (address, dir) = if scheme == "unix:" {
+            let dir = std::env::temp_dir().join(format!(
+                "titan-host-{}-{}",
+                std::process::id(),
+                unique()
+            ));
+            std::fs::create_dir_all(&dir).expect("directory");
+            (
+                format!("unix:{}", dir.join("host.sock").display()),
+                Some(dir),
+            )
+        } else {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            (format!("{scheme}127.0.0.1:{port}"), None)
+        };
+        let child = Command::new(binary)
+            .env("TITAN_PM_LISTEN", &address)
+            .env("TITAN_PM_TOKEN", token)
+            .env("TITAN_PM_LOG", "error")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starts");
+        let host = Host {
+            child,
+            address,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !host.reachable() {
+            assert!(Instant::now() < deadline, "the host never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        host
+    }
+
+    /// Where it listens, as `TITAN_PM_LISTEN` spells it.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The unix socket path, or the `host:port` of a tcp or http address.
+    pub fn endpoint(&self) -> &str {
+        self.address
+            .strip_prefix("unix:")
+            .or_else(|| self.address.strip_prefix("tcp:"))
+            .or_else(|| self.address.strip_prefix("http://"))
+            .unwrap_or(&self.address)
+    }
+
+    /// Whether its address is a unix socket.
+    pub fn is_unix(&self) -> bool {
+        self.address.starts_with("unix:")
+    }
+
+    fn reachable(&self) -> bool {
+        if self.is_unix() {
+            std::os::unix::net::UnixStream::connect(self.endpoint()).is_ok()
+        } else {
+            std::net::TcpStream::connect(self.endpoint()).is_ok()
+        }
+    }
+
+    /// Its resident memory, in bytes.
+    ///
+    /// # Panics
+    /// If it has exited.
+    pub fn rss(&self) -> u64 {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.child.id()))
+            .expect("the host is alive");
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("pages");
+        pages * 4096
+    }
+
+    /// Whether it is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A number no other call in this process returns.
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
