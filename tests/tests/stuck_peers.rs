@@ -167,9 +167,8 @@ async fn next_frame(receiver: &mut FrameReceiver) -> Frame {
 /// still reads nothing, the host's memory stays bounded and another client is served; then
 /// the client reads, and every reply arrives.
 async fn a_client_that_stops_reading(scheme: &str) {
-    // 312 MiB of replies owed. What the host may hold is bounded by what is queued before it
-    // stops reading (4 MiB) plus the replies of the calls already running (1,024 by default,
-    // 16 KiB each): 20 MiB.
+    // 312 MiB of replies owed. What the host may hold is about what is queued before it stops
+    // reading and running calls (4 MiB), plus the replies of calls that were already running.
     const CALLS: u64 = 20_000;
     const REPLY: u64 = 16 << 10;
     let host = Host::start(LIFECYCLE, scheme, TOKEN);

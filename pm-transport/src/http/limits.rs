@@ -5,9 +5,10 @@ use std::time::Duration;
 /// How long an HTTP client may take, and how many may be served at once, so that slow
 /// clients (a slow-loris attack, or a stuck proxy) cannot hold the server's connections.
 ///
-/// The defaults suit a process on a private network or behind a proxy; [`serve_http`]
-/// applies them to every connection until it is upgraded to WebSocket (a WebSocket
-/// connection then has the frame protocol's own hello timeout).
+/// The defaults suit a process on a private network or behind a proxy. [`serve_http`]
+/// applies the header and body timeouts and the connection cap to a connection until it is
+/// upgraded to WebSocket (which takes the token); the write timeout applies after the upgrade
+/// too.
 ///
 /// [`serve_http`]: crate::serve_http
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -227,6 +227,16 @@ impl<P: Process> CallLoop<P> {
         let mut registry = lock(&self.in_flight);
         let task = tokio::spawn(async move {
             let _permit = permit;
+            // A call read before its client's replies backed up waits to run until they
+            // drain: what a client that stops reading costs stays near the backlog limit
+            // (plus the replies of the calls already running), not a reply per call read.
+            // The wait counts against the call's deadline.
+            let future = std::pin::pin!(async {
+                if sender.is_backlogged() {
+                    sender.writable().await;
+                }
+                future.await
+            });
             let outcome = match deadline {
                 Some(limit) => match tokio::time::timeout(limit, CatchUnwind(future)).await {
                     Ok(outcome) => outcome,
@@ -285,7 +295,18 @@ impl<P: Process> CallLoop<P> {
                     format!("process `{}` is shutting down", P::NAME),
                 )
             };
-            while let Some(Ok(incoming)) = conn.receiver.recv().await {
+            loop {
+                // Refusals are replies too: a client that reads none is not read from.
+                if self.sender.is_backlogged() {
+                    self.sender.writable().await;
+                    if self.sender.is_closed() {
+                        break;
+                    }
+                    continue;
+                }
+                let Some(Ok(incoming)) = conn.receiver.recv().await else {
+                    break;
+                };
                 match incoming {
                     Incoming::Frame(frame) => match frame.kind() {
                         FrameKind::Call => {
