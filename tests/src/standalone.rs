@@ -5,6 +5,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use pm_core::wire::{Frame, FrameBuilder, FrameKind, Incoming};
+
 /// A standalone process listening on a unix socket in a fresh directory, or on a free
 /// loopback port over tcp or http.
 pub struct Host {
@@ -85,6 +87,38 @@ impl Host {
         }
     }
 
+    /// A frame connection over its transport (for `http://`, a WebSocket upgraded with
+    /// `token`), before any hello.
+    ///
+    /// # Panics
+    /// If it cannot connect.
+    pub async fn frames(&self, token: &str) -> pm_transport::Connection {
+        let address = self.address.parse().expect("address");
+        pm_transport::connect(&address, token, 1 << 21)
+            .await
+            .expect("connect")
+    }
+
+    /// A frame connection that has said hello with `token` and sent `init` without
+    /// dependencies, both answered.
+    ///
+    /// # Panics
+    /// If the handshake does not succeed within 30 s.
+    pub async fn handshaken(&self, token: &str) -> pm_transport::Connection {
+        let mut conn = self.frames(token).await;
+        conn.sender.send(crate::hello_frame(token)).expect("hello");
+        let welcome = next_frame(&mut conn.receiver).await;
+        assert_eq!(welcome.kind(), FrameKind::Welcome, "{welcome:?}");
+        let mut init = FrameBuilder::new(FrameKind::Init, 1, 1 << 20);
+        init.raw(&[0xc0]).expect("nil");
+        conn.sender
+            .send(init.finish().expect("fits"))
+            .expect("init");
+        let ready = next_frame(&mut conn.receiver).await;
+        assert_eq!(ready.kind(), FrameKind::ReplyOk, "{ready:?}");
+        conn
+    }
+
     /// Its resident memory, in bytes.
     ///
     /// # Panics
@@ -120,4 +154,16 @@ impl Drop for Host {
 fn unique() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The next frame on `receiver`.
+///
+/// # Panics
+/// If none comes within 30 s, or the connection ends or fails instead.
+pub async fn next_frame(receiver: &mut pm_transport::FrameReceiver) -> Frame {
+    match tokio::time::timeout(Duration::from_secs(30), receiver.recv()).await {
+        Ok(Some(Ok(Incoming::Frame(frame)))) => frame,
+        Ok(other) => panic!("expected a frame, got {other:?}"),
+        Err(_) => panic!("no frame within 30 s"),
+    }
 }

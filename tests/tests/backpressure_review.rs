@@ -6,12 +6,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pm_core::wire::{encode_call, Frame, FrameBuilder, FrameKind, Incoming};
+use pm_core::wire::{encode_call, FrameBuilder, FrameKind};
 use pm_runtime::prelude::*;
 use pm_runtime::Error;
-use pm_tests::standalone::Host;
+use pm_tests::standalone::{next_frame, Host};
 use pm_tests::Lifecycle;
-use pm_transport::{Connection, FrameReceiver, HealthReport, HttpApi, HttpError, HttpLimits};
+use pm_transport::{Connection, HealthReport, HttpApi, HttpError, HttpLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
@@ -21,34 +21,6 @@ async fn within<T>(what: &str, limit: Duration, future: impl Future<Output = T>)
     match tokio::time::timeout(limit, future).await {
         Ok(value) => value,
         Err(_) => panic!("{what} did not complete within {limit:?}"),
-    }
-}
-
-/// A frame connection to `host` that has said hello and `init`.
-async fn connect(host: &Host) -> Connection {
-    let address = host.address().parse().expect("address");
-    let mut conn = pm_transport::connect(&address, TOKEN, 1 << 21)
-        .await
-        .expect("connect");
-    conn.sender
-        .send(pm_tests::hello_frame(TOKEN))
-        .expect("hello");
-    let welcome = next_frame(&mut conn.receiver).await;
-    assert_eq!(welcome.kind(), FrameKind::Welcome, "{welcome:?}");
-    let mut init = FrameBuilder::new(FrameKind::Init, 1, 1 << 20);
-    init.raw(&[0xc0]).expect("nil");
-    conn.sender
-        .send(init.finish().expect("fits"))
-        .expect("init");
-    let ready = next_frame(&mut conn.receiver).await;
-    assert_eq!(ready.kind(), FrameKind::ReplyOk, "{ready:?}");
-    conn
-}
-
-async fn next_frame(receiver: &mut FrameReceiver) -> Frame {
-    match within("the host", Duration::from_secs(30), receiver.recv()).await {
-        Some(Ok(Incoming::Frame(frame))) => frame,
-        other => panic!("expected a frame, got {other:?}"),
     }
 }
 
@@ -77,7 +49,7 @@ async fn highest_growth(host: &Host, before: u64, window: Duration, limit: u64) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_during_a_shutdown_are_held_to_the_backlog_limit() {
     let host = Host::start(LIFECYCLE, "unix:", TOKEN);
-    let greedy = connect(&host).await;
+    let greedy = host.handshaken(TOKEN).await;
     let before = host.rss();
     // A call that keeps the drain waiting, then a shutdown with a long grace.
     let slow = encode_call(50, "slow", None, &(60_000u64,), 1 << 20).expect("encodes");
@@ -113,8 +85,8 @@ async fn refusals_during_a_shutdown_are_held_to_the_backlog_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_client_of_large_replies_is_held_near_the_backlog_limit() {
     let host = Host::start(LIFECYCLE, "unix:", TOKEN);
-    let mut bystander = connect(&host).await;
-    let greedy = connect(&host).await;
+    let mut bystander = host.handshaken(TOKEN).await;
+    let greedy = host.handshaken(TOKEN).await;
     let before = host.rss();
     // 1,000 calls (under max_in_flight) of a 1 MiB reply each, never read.
     for id in 0..1000u64 {

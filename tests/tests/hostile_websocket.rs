@@ -18,14 +18,6 @@ use pm_transport::Connection;
 const CALCULATOR: &str = env!("CARGO_BIN_EXE_test-calculator");
 const TOKEN: &str = "0123456789abcdef-hostile-ws-token";
 
-/// A WebSocket frame connection to `host` (upgraded with the token), before its hello.
-async fn connect(host: &Host) -> Connection {
-    let address = host.address().parse().expect("address");
-    pm_transport::connect(&address, TOKEN, 1 << 20)
-        .await
-        .expect("connect")
-}
-
 /// The next frame, or `None` once the connection closed; fails after 30 s of silence.
 async fn next(conn: &mut Connection) -> Option<Frame> {
     match tokio::time::timeout(Duration::from_secs(30), conn.receiver.recv()).await {
@@ -33,21 +25,6 @@ async fn next(conn: &mut Connection) -> Option<Frame> {
         Ok(_) => None,
         Err(_) => panic!("the host said nothing for 30 s"),
     }
-}
-
-async fn handshake(conn: &mut Connection) {
-    conn.sender
-        .send(pm_tests::hello_frame(TOKEN))
-        .expect("hello");
-    let welcome = next(conn).await.expect("a welcome");
-    assert_eq!(welcome.kind(), FrameKind::Welcome, "{welcome:?}");
-    let mut init = FrameBuilder::new(FrameKind::Init, 1, 1 << 20);
-    init.raw(&[0xc0]).expect("nil");
-    conn.sender
-        .send(init.finish().expect("fits"))
-        .expect("init");
-    let ready = next(conn).await.expect("an init reply");
-    assert_eq!(ready.kind(), FrameKind::ReplyOk, "{ready:?}");
 }
 
 async fn call<A: serde::Serialize>(
@@ -68,12 +45,10 @@ fn error_kind(frame: &Frame) -> Option<RemoteErrorKind> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handshaken_websocket_peer_sending_nonsense_gets_typed_errors_and_harms_no_one() {
     let mut host = Host::start(CALCULATOR, "http://", TOKEN);
-    let mut bystander = connect(&host).await;
-    handshake(&mut bystander).await;
+    let mut bystander = host.handshaken(TOKEN).await;
     let before = host.rss();
 
-    let mut peer = connect(&host).await;
-    handshake(&mut peer).await;
+    let mut peer = host.handshaken(TOKEN).await;
     let unknown = call(&mut peer, 2, "no_such_method", &(1,)).await;
     assert_eq!(error_kind(&unknown), Some(RemoteErrorKind::UnknownMethod));
     let wrong_types = call(&mut peer, 3, "add", &("x", "y")).await;
@@ -115,7 +90,7 @@ async fn a_handshaken_websocket_peer_sending_nonsense_gets_typed_errors_and_harm
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_peer_that_never_says_hello_is_closed_after_the_hello_timeout() {
     let host = Host::start(CALCULATOR, "http://", TOKEN);
-    let mut silent = connect(&host).await;
+    let mut silent = host.frames(TOKEN).await;
     let started = Instant::now();
     assert!(next(&mut silent).await.is_none(), "a frame without a hello");
     let waited = started.elapsed();
@@ -155,8 +130,7 @@ fn a_thousand_upgrades_without_the_token_are_refused_and_the_process_serves_on()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let mut peer = connect(&host).await;
-        handshake(&mut peer).await;
+        let mut peer = host.handshaken(TOKEN).await;
         let sum = call(&mut peer, 2, "add", &(1i64, 2i64)).await;
         assert_eq!(sum.decode::<i64>().expect("a number"), 3);
     });

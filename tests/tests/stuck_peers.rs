@@ -12,13 +12,12 @@
 
 use std::time::{Duration, Instant};
 
-use pm_core::wire::{encode_call, Frame, FrameBuilder, FrameKind, Incoming};
+use pm_core::wire::{encode_call, FrameKind};
 use pm_runtime::prelude::*;
 use pm_runtime::Error;
 use pm_tests::resources::rss;
-use pm_tests::standalone::Host;
+use pm_tests::standalone::{next_frame, Host};
 use pm_tests::Lifecycle;
-use pm_transport::{Connection, FrameReceiver};
 
 const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
 const TOKEN: &str = "0123456789abcdef-stuck-token";
@@ -135,34 +134,6 @@ async fn a_stopped_process_times_its_callers_out_without_its_frames_piling_up_in
     pm.shutdown().await.expect("shutdown");
 }
 
-/// A frame connection to `host` that has said hello and `init`.
-async fn connect(host: &Host) -> Connection {
-    let address = host.address().parse().expect("address");
-    let mut conn = pm_transport::connect(&address, TOKEN, 1 << 21)
-        .await
-        .expect("connect");
-    conn.sender
-        .send(pm_tests::hello_frame(TOKEN))
-        .expect("hello");
-    let welcome = next_frame(&mut conn.receiver).await;
-    assert_eq!(welcome.kind(), FrameKind::Welcome, "{welcome:?}");
-    let mut init = FrameBuilder::new(FrameKind::Init, 1, 1 << 20);
-    init.raw(&[0xc0]).expect("nil");
-    conn.sender
-        .send(init.finish().expect("fits"))
-        .expect("init");
-    let ready = next_frame(&mut conn.receiver).await;
-    assert_eq!(ready.kind(), FrameKind::ReplyOk, "{ready:?}");
-    conn
-}
-
-async fn next_frame(receiver: &mut FrameReceiver) -> Frame {
-    match within("the host", Duration::from_secs(30), receiver.recv()).await {
-        Some(Ok(Incoming::Frame(frame))) => frame,
-        other => panic!("expected a frame, got {other:?}"),
-    }
-}
-
 /// `calls` calls of `payload(reply)` sent without reading a reply; then, while the client
 /// still reads nothing, the host's memory stays bounded and another client is served; then
 /// the client reads, and every reply arrives.
@@ -172,8 +143,8 @@ async fn a_client_that_stops_reading(scheme: &str) {
     const CALLS: u64 = 20_000;
     const REPLY: u64 = 16 << 10;
     let host = Host::start(LIFECYCLE, scheme, TOKEN);
-    let mut bystander = connect(&host).await;
-    let mut greedy = connect(&host).await;
+    let mut bystander = host.handshaken(TOKEN).await;
+    let mut greedy = host.handshaken(TOKEN).await;
     let before = host.rss();
     for id in 0..CALLS {
         let call = encode_call(100 + id, "payload", None, &(REPLY,), 1 << 20).expect("encodes");
