@@ -5,12 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use pm_core::trace::TraceContext;
 use pm_core::wire::{self, Frame, FrameKind, Incoming};
 use pm_core::{Error, RemoteError, RemoteErrorKind};
 use pm_transport::{Connection, FrameReceiver, FrameSender};
 use tokio::sync::{oneshot, watch, Semaphore};
 
+use crate::rpc::server::DirectCalls;
 use crate::spawn::ExitReceiver;
 
 type Waiter = oneshot::Sender<Result<Frame, Error>>;
@@ -45,6 +47,9 @@ pub(crate) struct RpcConnection {
     max_frame: usize,
     /// The OS pid the process reported, for logs.
     pid: u32,
+    /// For an instance in this runtime: calls that skip the frames (see
+    /// `rpc::server::direct`). The connection still carries the shutdown.
+    direct: Option<Arc<dyn DirectCalls>>,
 }
 
 impl std::fmt::Debug for RpcConnection {
@@ -73,6 +78,7 @@ impl RpcConnection {
         max_frame: usize,
         max_in_flight: usize,
         exit_reason: Option<ExitReceiver>,
+        direct: Option<Arc<dyn DirectCalls>>,
     ) -> Arc<Self> {
         let (closed_signal, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -90,6 +96,7 @@ impl RpcConnection {
             permits: Semaphore::new(max_in_flight),
             max_frame,
             pid,
+            direct,
         })
     }
 
@@ -113,7 +120,7 @@ impl RpcConnection {
     pub(crate) async fn call(
         &self,
         method: &str,
-        args: &[u8],
+        args: &Bytes,
         deadline: Option<Duration>,
         trace: Option<&TraceContext>,
     ) -> Result<Frame, Error> {
@@ -125,6 +132,11 @@ impl RpcConnection {
             method: method.to_owned(),
             after: deadline.unwrap_or_default(),
         };
+        if let Some(direct) = &self.direct {
+            return self
+                .call_direct(direct.as_ref(), method, args, deadline, due, trace)
+                .await;
+        }
         // Health checks do not queue behind calls: a process busy with `max_in_flight` long
         // calls is busy, not unhealthy (the process side gives them their own small bound).
         let _permit = if method == HEALTH_METHOD {
@@ -189,6 +201,49 @@ impl RpcConnection {
                 wire::decode_error(&frame),
                 deadline,
             )),
+        }
+    }
+
+    /// A call into an instance in this runtime, run in this task: the instance's slots
+    /// bound it, `due` ends it (by dropping it, which is its cancel), and an abort of this
+    /// connection (a stop or kill) ends it with the abort's error.
+    async fn call_direct(
+        &self,
+        direct: &dyn DirectCalls,
+        method: &str,
+        args: &Bytes,
+        deadline: Option<Duration>,
+        due: Option<tokio::time::Instant>,
+        trace: Option<&TraceContext>,
+    ) -> Result<Frame, Error> {
+        if self.is_closed() {
+            return Err(self.closed_error());
+        }
+        let run = async {
+            tokio::select! {
+                biased;
+                result = direct.call(method, args.clone(), trace.cloned()) => Some(result),
+                () = self.closed() => None,
+            }
+        };
+        let outcome = match due {
+            Some(due) => tokio::time::timeout_at(due, run)
+                .await
+                .map_err(|_| Error::Timeout {
+                    method: method.to_owned(),
+                    after: deadline.unwrap_or_default(),
+                })?,
+            None => run.await,
+        };
+        match outcome {
+            Some(Ok(frame)) => Ok(frame),
+            Some(Err(error)) => Err(remote_to_error(
+                &self.shared.process,
+                method,
+                error,
+                deadline,
+            )),
+            None => Err(self.closed_error()),
         }
     }
 
@@ -377,7 +432,7 @@ mod tests {
         let (ours, theirs) = pm_transport::channel_pair();
         // An exit status that never arrives: the reader waits `EXIT_REASON_WAIT` for it.
         let (_exit_tx, exit_rx) = watch::channel(None);
-        let rpc = RpcConnection::start(ours, "test", 1, 1 << 20, 8, Some(exit_rx));
+        let rpc = RpcConnection::start(ours, "test", 1, 1 << 20, 8, Some(exit_rx), None);
         assert!(!rpc.is_closed());
         drop(theirs);
         let noticed = tokio::time::timeout(EXIT_REASON_WAIT / 2, async {

@@ -54,5 +54,6 @@ pub(crate) fn launch<P: Process>(
         control: Control::Worker {
             thread: Some(thread),
         },
+        direct: None,
     })
 }

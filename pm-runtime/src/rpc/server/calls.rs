@@ -1,13 +1,14 @@
 //! One connection's calls after the handshake: a task per call, bounded, cancellable, each
 //! ending in exactly one reply.
 
+use super::direct::{DirectCalls, DirectServer, Phase};
 use super::*;
 
 type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
 
 /// How many health checks may run at once on one connection. They do not take call slots
 /// (a process busy with long calls is busy, not unhealthy), so they get a bound of their own.
-const HEALTH_CHECKS_IN_FLIGHT: usize = 2;
+pub(super) const HEALTH_CHECKS_IN_FLIGHT: usize = 2;
 
 pub(super) struct CallLoop<P: Process> {
     cell: ProcessCell<P>,
@@ -15,14 +16,17 @@ pub(super) struct CallLoop<P: Process> {
     in_flight: InFlight,
     permits: Arc<Semaphore>,
     health_permits: Arc<Semaphore>,
+    /// Told to the connection's direct calls (see `direct.rs`).
+    phase: tokio::sync::watch::Sender<Phase>,
     opts: ServeOptions,
 }
 
 impl<P: Process> Drop for CallLoop<P> {
     /// However serving ends (even by being aborted, as an in-process instance is when it is
-    /// killed), no call's task outlives it.
+    /// killed), no call's task outlives it, and no direct call either.
     fn drop(&mut self) {
         self.abort_all();
+        self.phase.send_replace(Phase::Ended);
     }
 }
 
@@ -41,8 +45,20 @@ impl<P: Process> CallLoop<P> {
             in_flight: Arc::new(Mutex::new(HashMap::new())),
             permits: Arc::new(Semaphore::new(opts.max_in_flight)),
             health_permits: Arc::new(Semaphore::new(HEALTH_CHECKS_IN_FLIGHT)),
+            phase: tokio::sync::watch::channel(Phase::Serving).0,
             opts,
         }
+    }
+
+    /// Calls into this connection's instance that skip the frames, sharing its slots.
+    pub(super) fn direct(&self) -> Arc<dyn DirectCalls> {
+        Arc::new(DirectServer {
+            cell: self.cell.clone(),
+            permits: self.permits.clone(),
+            health_permits: self.health_permits.clone(),
+            phase: self.phase.subscribe(),
+            max_frame: self.opts.max_frame,
+        })
     }
 
     pub(super) async fn run(self, mut conn: Connection) -> ServeEnd {
@@ -182,43 +198,12 @@ impl<P: Process> CallLoop<P> {
                 return;
             }
         };
-        let future = match call.method {
-            HEALTH_METHOD => {
-                let health = P::__health(&self.cell);
-                Some(Box::pin(async move {
-                    let status = health.await;
-                    wire::encode_reply(reply.id, &status, reply.max_frame)
-                        .map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e.to_string()))
-                })
-                    as crate::process::BoxFuture<'static, DispatchResult>)
+        let future = match call_future::<P>(&self.cell, call.method, call.args, call.trace, reply) {
+            Ok(future) => future,
+            Err(error) => {
+                self.send(encode_error(id, &error, self.opts.max_frame));
+                return;
             }
-            method => {
-                match std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    P::__dispatch(&self.cell, method, call.args.clone(), reply)
-                })) {
-                    Ok(future) => future,
-                    Err(payload) => {
-                        let error = RemoteError::new(
-                            RemoteErrorKind::Panic,
-                            panic_message(payload.as_ref()),
-                        );
-                        self.send(encode_error(id, &error, self.opts.max_frame));
-                        return;
-                    }
-                }
-            }
-        };
-        let Some(future) = future else {
-            let error = RemoteError::new(
-                RemoteErrorKind::UnknownMethod,
-                format!("process `{}` has no method `{}`", P::NAME, call.method),
-            );
-            self.send(encode_error(id, &error, self.opts.max_frame));
-            return;
-        };
-        let future = match call.trace {
-            Some(caller) => Box::pin(crate::trace::serve_in(P::NAME, call.method, caller, future)),
-            None => future,
         };
         let deadline = call.deadline;
         let sender = self.sender.clone();
@@ -237,24 +222,9 @@ impl<P: Process> CallLoop<P> {
                 }
                 future.await
             });
-            let outcome = match deadline {
-                Some(limit) => match tokio::time::timeout(limit, CatchUnwind(future)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Ok(Err(RemoteError::new(
-                        RemoteErrorKind::DeadlineExceeded,
-                        format!("the call's deadline of {limit:?} passed; the process aborted it"),
-                    ))),
-                },
-                None => CatchUnwind(future).await,
-            };
-            let frame = match outcome {
-                Ok(Ok(frame)) => frame,
-                Ok(Err(error)) => encode_error(id, &error, max_frame),
-                Err(panic) => encode_error(
-                    id,
-                    &RemoteError::new(RemoteErrorKind::Panic, panic),
-                    max_frame,
-                ),
+            let frame = match run_call(future, deadline).await {
+                Ok(frame) => frame,
+                Err(error) => encode_error(id, &error, max_frame),
             };
             lock(&in_flight).remove(&id);
             let _ = sender.send(frame);
@@ -282,6 +252,7 @@ impl<P: Process> CallLoop<P> {
         // The grace period comes off the wire: cap it rather than overflow the clock.
         let grace = grace.min(Duration::from_secs(24 * 60 * 60));
         let deadline = tokio::time::Instant::now() + grace;
+        self.phase.send_replace(Phase::ShuttingDown);
         let hooks = run_hooks(P::__shutdown(&self.cell));
         let drain = async {
             // Every permit back means no call is in flight.
@@ -340,6 +311,7 @@ impl<P: Process> CallLoop<P> {
             _ = work => {}
             _ = refuse_new => {}
         }
+        self.phase.send_replace(Phase::Ended);
         let leftover: Vec<(u64, AbortHandle)> = lock(&self.in_flight).drain().collect();
         for (call, task) in leftover {
             task.abort();
@@ -353,6 +325,63 @@ impl<P: Process> CallLoop<P> {
             self.send(frame);
         }
     }
+}
+
+/// The future of one call of `method`: the process's method (or its health check), run in
+/// the caller's trace when one came; or the error to answer at once (no such method, or a
+/// dispatch that panicked).
+pub(super) fn call_future<P: Process>(
+    cell: &ProcessCell<P>,
+    method: &str,
+    args: bytes::Bytes,
+    trace: Option<pm_core::trace::TraceContext>,
+    reply: ReplyTo,
+) -> Result<crate::process::BoxFuture<'static, DispatchResult>, RemoteError> {
+    let future = match method {
+        HEALTH_METHOD => {
+            let health = P::__health(cell);
+            Some(Box::pin(async move {
+                let status = health.await;
+                wire::encode_reply(reply.id, &status, reply.max_frame)
+                    .map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e.to_string()))
+            })
+                as crate::process::BoxFuture<'static, DispatchResult>)
+        }
+        method => std::panic::catch_unwind(AssertUnwindSafe(|| {
+            P::__dispatch(cell, method, args, reply)
+        }))
+        .map_err(|payload| {
+            RemoteError::new(RemoteErrorKind::Panic, panic_message(payload.as_ref()))
+        })?,
+    };
+    let Some(future) = future else {
+        return Err(RemoteError::new(
+            RemoteErrorKind::UnknownMethod,
+            format!("process `{}` has no method `{method}`", P::NAME),
+        ));
+    };
+    Ok(match trace {
+        Some(caller) => Box::pin(crate::trace::serve_in(P::NAME, method, caller, future)),
+        None => future,
+    })
+}
+
+/// Runs a call's future within its deadline; a panic becomes an error.
+pub(super) async fn run_call<F>(future: F, deadline: Option<Duration>) -> DispatchResult
+where
+    F: std::future::Future<Output = DispatchResult> + Unpin,
+{
+    let outcome = match deadline {
+        Some(limit) => match tokio::time::timeout(limit, CatchUnwind(future)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Ok(Err(RemoteError::new(
+                RemoteErrorKind::DeadlineExceeded,
+                format!("the call's deadline of {limit:?} passed; the process aborted it"),
+            ))),
+        },
+        None => CatchUnwind(future).await,
+    };
+    outcome.unwrap_or_else(|panic| Err(RemoteError::new(RemoteErrorKind::Panic, panic)))
 }
 
 /// Runs shutdown hooks concurrently, so one that hangs or panics cannot hold up the others.
