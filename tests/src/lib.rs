@@ -149,6 +149,15 @@ impl Drop for AbortCounter<'_> {
     }
 }
 
+/// Takes one off a counter when dropped.
+struct Decrement<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// A process for lifecycle tests: slow calls that notice being aborted, output, descendants,
 /// memory growth, exits, a health check that can be made to fail.
 #[derive(Debug, Default)]
@@ -159,6 +168,7 @@ pub struct Lifecycle {
     health_delay_ms: std::sync::atomic::AtomicU64,
     running: std::sync::atomic::AtomicU64,
     most_running: std::sync::atomic::AtomicU64,
+    slow_running: std::sync::atomic::AtomicU64,
 }
 
 #[process(name = "lifecycle", version = "1.0.0")]
@@ -166,13 +176,22 @@ impl Lifecycle {
     /// Sleeps `millis`; a call aborted before the end is counted.
     #[public]
     pub async fn slow(&self, millis: u64) -> u64 {
+        use std::sync::atomic::Ordering::SeqCst;
         let mut guard = AbortCounter {
             counter: &self.aborted,
             finished: false,
         };
+        self.slow_running.fetch_add(1, SeqCst);
+        let _running = Decrement(&self.slow_running);
         tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
         guard.finished = true;
         millis
+    }
+
+    /// How many calls of `slow` are running now.
+    #[public]
+    pub async fn slow_running(&self) -> u64 {
+        self.slow_running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Sleeps `millis` and returns the most calls ever seen running at once in this process.

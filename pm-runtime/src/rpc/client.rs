@@ -119,7 +119,7 @@ impl RpcConnection {
     /// Calls `method` with arguments already encoded; returns the `ReplyOk` frame.
     pub(crate) async fn call(
         &self,
-        method: &str,
+        method: &'static str,
         args: &Bytes,
         deadline: Option<Duration>,
         trace: Option<&TraceContext>,
@@ -134,7 +134,7 @@ impl RpcConnection {
         };
         if let Some(direct) = &self.direct {
             return self
-                .call_direct(direct.as_ref(), method, args, deadline, due, trace)
+                .call_direct(direct, method, args, deadline, due, trace)
                 .await;
         }
         // Health checks do not queue behind calls: a process busy with `max_in_flight` long
@@ -204,13 +204,13 @@ impl RpcConnection {
         }
     }
 
-    /// A call into an instance in this runtime, run in this task: the instance's slots
-    /// bound it, `due` ends it (by dropping it, which is its cancel), and an abort of this
+    /// A call into an instance in this runtime, as a task of its own: the instance's slots
+    /// bound it, `due` ends it (aborting the task is its cancel), and an abort of this
     /// connection (a stop or kill) ends it with the abort's error.
     async fn call_direct(
         &self,
-        direct: &dyn DirectCalls,
-        method: &str,
+        direct: &Arc<dyn DirectCalls>,
+        method: &'static str,
         args: &Bytes,
         deadline: Option<Duration>,
         due: Option<tokio::time::Instant>,
@@ -219,10 +219,22 @@ impl RpcConnection {
         if self.is_closed() {
             return Err(self.closed_error());
         }
+        // The slot is taken here, in the caller's task, so calls take their slots in the order
+        // they are made; the method then runs as a task of its own.
         let run = async {
+            let admitted = tokio::select! {
+                biased;
+                admitted = direct.clone().admit(method, args.clone(), trace.cloned()) => admitted,
+                () = self.closed() => return None,
+            };
+            let admitted = match admitted {
+                Ok(admitted) => admitted,
+                Err(refused) => return Some(Ok(Err(refused))),
+            };
+            let task = AbortOnDrop(tokio::spawn(admitted));
             tokio::select! {
                 biased;
-                result = direct.call(method, args.clone(), trace.cloned()) => Some(result),
+                joined = task => Some(joined),
                 () = self.closed() => None,
             }
         };
@@ -236,14 +248,15 @@ impl RpcConnection {
             None => run.await,
         };
         match outcome {
-            Some(Ok(frame)) => Ok(frame),
-            Some(Err(error)) => Err(remote_to_error(
+            Some(Ok(Ok(frame))) => Ok(frame),
+            Some(Ok(Err(error))) => Err(remote_to_error(
                 &self.shared.process,
                 method,
                 error,
                 deadline,
             )),
-            None => Err(self.closed_error()),
+            // Aborted by the instance's end (a kill drops it), or a panic outside the method.
+            Some(Err(_)) | None => Err(self.closed_error()),
         }
     }
 
@@ -309,6 +322,26 @@ impl RpcConnection {
             Ok(Err(err)) => Err(err),
             Err(_) => Err(self.closed_error()),
         }
+    }
+}
+
+/// A direct call's task, aborted when the caller stops waiting for it.
+struct AbortOnDrop(tokio::task::JoinHandle<crate::process::DispatchResult>);
+
+impl std::future::Future for AbortOnDrop {
+    type Output = Result<crate::process::DispatchResult, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

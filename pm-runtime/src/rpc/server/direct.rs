@@ -1,9 +1,11 @@
-//! Calls to an in-process instance (`Isolation::None`) served in the caller's own task: no
-//! frame, no channel and no task per call. They take the same call slots as calls that
-//! arrive as frames, and keep their semantics: a deadline, a panic that becomes an error, the
-//! health checks' own bound, refusal once a shutdown has begun, and an end with an error when
-//! the instance shuts down (after the grace period) or is killed. Dropping the caller's
-//! future cancels the call, as a cancel frame would.
+//! Calls to an in-process instance (`Isolation::None`) that skip the frames: no framing, no
+//! channel hops and no reader task; each call still runs as a task of its own, as a framed
+//! call does, so a method that blocks its thread cannot hold up its caller's deadline or a
+//! kill, nested calls do not deepen one stack, and the method does not see its caller's
+//! task-locals. They take the same call slots as calls that arrive as frames, and keep their
+//! semantics: a panic that becomes an error, the health checks' own bound, refusal once a
+//! shutdown has begun, and an end with an error when the instance shuts down (after the
+//! grace period) or is killed. Aborting the call's task cancels it, as a cancel frame would.
 
 use std::time::Duration;
 
@@ -26,16 +28,20 @@ pub(crate) enum Phase {
     Ended,
 }
 
+/// A direct call that has its slot, ready to run as a task of its own.
+pub(crate) type Admitted = BoxFuture<'static, DispatchResult>;
+
 /// Direct calls to one instance, whatever its process type.
 pub(crate) trait DirectCalls: Send + Sync + std::fmt::Debug + 'static {
-    /// Runs `method` on `args` (a MessagePack array) and returns its reply frame or error.
-    /// The caller applies its deadline by dropping the future.
-    fn call<'a>(
-        &'a self,
-        method: &'a str,
+    /// Takes a call slot for `method` on `args` (a MessagePack array), waiting in line for
+    /// one as a framed call would, and returns the call, to be run as a task (aborting it
+    /// cancels the call); or why it is refused.
+    fn admit(
+        self: Arc<Self>,
+        method: &'static str,
         args: Bytes,
         trace: Option<TraceContext>,
-    ) -> BoxFuture<'a, DispatchResult>;
+    ) -> BoxFuture<'static, Result<Admitted, RemoteError>>;
 }
 
 /// Where a served connection hands out its direct calls, once its `init` succeeded.
@@ -67,28 +73,31 @@ fn shutting_down<P: Process>() -> RemoteError {
 }
 
 impl<P: Process> DirectCalls for DirectServer<P> {
-    fn call<'a>(
-        &'a self,
-        method: &'a str,
+    fn admit(
+        self: Arc<Self>,
+        method: &'static str,
         args: Bytes,
         trace: Option<TraceContext>,
-    ) -> BoxFuture<'a, DispatchResult> {
+    ) -> BoxFuture<'static, Result<Admitted, RemoteError>> {
         Box::pin(async move {
             let mut phase = self.phase.clone();
             if *phase.borrow() != Phase::Serving {
                 return Err(shutting_down::<P>());
             }
-            let _permit = if method == HEALTH_METHOD {
-                self.health_permits.try_acquire().map_err(|_| {
-                    RemoteError::new(
-                        RemoteErrorKind::Internal,
-                        format!("{HEALTH_CHECKS_IN_FLIGHT} health checks are already running"),
-                    )
-                })?
+            let permit = if method == HEALTH_METHOD {
+                self.health_permits
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| {
+                        RemoteError::new(
+                            RemoteErrorKind::Internal,
+                            format!("{HEALTH_CHECKS_IN_FLIGHT} health checks are already running"),
+                        )
+                    })?
             } else {
                 tokio::select! {
                     biased;
-                    permit = self.permits.acquire() => {
+                    permit = self.permits.clone().acquire_owned() => {
                         permit.map_err(|_| shutting_down::<P>())?
                     }
                     _ = phase.wait_for(|now| *now != Phase::Serving) => {
@@ -96,19 +105,27 @@ impl<P: Process> DirectCalls for DirectServer<P> {
                     }
                 }
             };
+            // A slot freed during a shutdown (by a hook, say) must not start a call that
+            // waited for it: framed calls waiting then are refused too.
+            if *phase.borrow() != Phase::Serving {
+                return Err(shutting_down::<P>());
+            }
             let reply = ReplyTo {
                 id: 0,
                 max_frame: self.max_frame,
             };
             let future = call_future::<P>(&self.cell, method, args, trace, reply)?;
-            tokio::select! {
-                biased;
-                result = run_call(future, None::<Duration>) => result,
-                _ = phase.wait_for(|now| *now == Phase::Ended) => Err(RemoteError::new(
-                    RemoteErrorKind::ShuttingDown,
-                    format!("process `{}` shut down before the call finished", P::NAME),
-                )),
-            }
+            Ok(Box::pin(async move {
+                let _permit = permit;
+                tokio::select! {
+                    biased;
+                    result = run_call(future, None::<Duration>) => result,
+                    _ = phase.wait_for(|now| *now == Phase::Ended) => Err(RemoteError::new(
+                        RemoteErrorKind::ShuttingDown,
+                        format!("process `{}` shut down before the call finished", P::NAME),
+                    )),
+                }
+            }) as Admitted)
         })
     }
 }
