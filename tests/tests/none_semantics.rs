@@ -1,9 +1,11 @@
-//! The direct calls to `Isolation::None` instances (`rpc/server/direct.rs`) keep the
-//! semantics of the framed path: each test runs its scenario under `Isolation::Worker` (which
-//! still uses frames) and `Isolation::None`, mostly, and asks for the same outcome. Written by
-//! an adversarial review; its five findings (a blocking method outliving its deadline and a
-//! kill, the caller's trace leaking in, a waiting call starting during a shutdown, deep
-//! re-entrant calls overflowing one stack) are regression tests here.
+//! `Isolation::None` keeps the semantics of the isolations that cross a thread or a process:
+//! each test runs its scenario under `Isolation::Worker` and `Isolation::None`, mostly, and
+//! asks for the same outcome. Written by an adversarial review of a path that ran None calls
+//! in the caller's own task (since withdrawn); its five findings are the regression tests of
+//! any such shortcut: a method that blocks its thread must still meet its caller's deadline
+//! and a kill, the caller's trace context must not leak in without tracing, a call waiting
+//! for a slot when a shutdown begins must not start, and deep re-entrant calls must not
+//! overflow one stack.
 #![allow(missing_docs)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -74,7 +74,6 @@ impl Owner {
             dir,
             mut exit,
             control,
-            direct,
         } = (m.launcher)(&m.spec)?;
         // A child's pid is the one the manager launched, never what the process says. It is
         // published at once, so a `kill` during the handshake reaches the child: `kill` raises
@@ -132,11 +131,6 @@ impl Owner {
             }
         };
         let pid = child_pid.unwrap_or(greeting.pid);
-        // Handed out right after `init` succeeded (or dropped, if serving ended first).
-        let direct = match direct {
-            Some(direct) => direct.await.ok(),
-            None => None,
-        };
         let rpc = RpcConnection::start(
             conn,
             &m.name,
@@ -144,7 +138,6 @@ impl Owner {
             m.spec.limits.max_frame_size,
             m.spec.limits.max_in_flight,
             Some(exit.clone()),
-            direct,
         );
         // `stop` and `kill` raise the flag before sending their command: checking it here means
         // a stop that came during the handshake is never undone by publishing.

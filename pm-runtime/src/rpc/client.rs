@@ -5,14 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use pm_core::trace::TraceContext;
 use pm_core::wire::{self, Frame, FrameKind, Incoming};
 use pm_core::{Error, RemoteError, RemoteErrorKind};
 use pm_transport::{Connection, FrameReceiver, FrameSender};
 use tokio::sync::{oneshot, watch, Semaphore};
 
-use crate::rpc::server::DirectCalls;
 use crate::spawn::ExitReceiver;
 
 type Waiter = oneshot::Sender<Result<Frame, Error>>;
@@ -47,9 +45,6 @@ pub(crate) struct RpcConnection {
     max_frame: usize,
     /// The OS pid the process reported, for logs.
     pid: u32,
-    /// For an instance in this runtime: calls that skip the frames (see
-    /// `rpc::server::direct`). The connection still carries the shutdown.
-    direct: Option<Arc<dyn DirectCalls>>,
 }
 
 impl std::fmt::Debug for RpcConnection {
@@ -78,7 +73,6 @@ impl RpcConnection {
         max_frame: usize,
         max_in_flight: usize,
         exit_reason: Option<ExitReceiver>,
-        direct: Option<Arc<dyn DirectCalls>>,
     ) -> Arc<Self> {
         let (closed_signal, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -96,7 +90,6 @@ impl RpcConnection {
             permits: Semaphore::new(max_in_flight),
             max_frame,
             pid,
-            direct,
         })
     }
 
@@ -119,8 +112,8 @@ impl RpcConnection {
     /// Calls `method` with arguments already encoded; returns the `ReplyOk` frame.
     pub(crate) async fn call(
         &self,
-        method: &'static str,
-        args: &Bytes,
+        method: &str,
+        args: &[u8],
         deadline: Option<Duration>,
         trace: Option<&TraceContext>,
     ) -> Result<Frame, Error> {
@@ -132,11 +125,6 @@ impl RpcConnection {
             method: method.to_owned(),
             after: deadline.unwrap_or_default(),
         };
-        if let Some(direct) = &self.direct {
-            return self
-                .call_direct(direct, method, args, deadline, due, trace)
-                .await;
-        }
         // Health checks do not queue behind calls: a process busy with `max_in_flight` long
         // calls is busy, not unhealthy (the process side gives them their own small bound).
         let _permit = if method == HEALTH_METHOD {
@@ -204,62 +192,6 @@ impl RpcConnection {
         }
     }
 
-    /// A call into an instance in this runtime, as a task of its own: the instance's slots
-    /// bound it, `due` ends it (aborting the task is its cancel), and an abort of this
-    /// connection (a stop or kill) ends it with the abort's error.
-    async fn call_direct(
-        &self,
-        direct: &Arc<dyn DirectCalls>,
-        method: &'static str,
-        args: &Bytes,
-        deadline: Option<Duration>,
-        due: Option<tokio::time::Instant>,
-        trace: Option<&TraceContext>,
-    ) -> Result<Frame, Error> {
-        if self.is_closed() {
-            return Err(self.closed_error());
-        }
-        // The slot is taken here, in the caller's task, so calls take their slots in the order
-        // they are made; the method then runs as a task of its own.
-        let run = async {
-            let admitted = tokio::select! {
-                biased;
-                admitted = direct.clone().admit(method, args.clone(), trace.cloned()) => admitted,
-                () = self.closed() => return None,
-            };
-            let admitted = match admitted {
-                Ok(admitted) => admitted,
-                Err(refused) => return Some(Ok(Err(refused))),
-            };
-            let task = AbortOnDrop(tokio::spawn(admitted));
-            tokio::select! {
-                biased;
-                joined = task => Some(joined),
-                () = self.closed() => None,
-            }
-        };
-        let outcome = match due {
-            Some(due) => tokio::time::timeout_at(due, run)
-                .await
-                .map_err(|_| Error::Timeout {
-                    method: method.to_owned(),
-                    after: deadline.unwrap_or_default(),
-                })?,
-            None => run.await,
-        };
-        match outcome {
-            Some(Ok(Ok(frame))) => Ok(frame),
-            Some(Ok(Err(error))) => Err(remote_to_error(
-                &self.shared.process,
-                method,
-                error,
-                deadline,
-            )),
-            // Aborted by the instance's end (a kill drops it), or a panic outside the method.
-            Some(Err(_)) | None => Err(self.closed_error()),
-        }
-    }
-
     /// Registers a waiter for `id` and sends its frame.
     fn send_request(
         &self,
@@ -322,26 +254,6 @@ impl RpcConnection {
             Ok(Err(err)) => Err(err),
             Err(_) => Err(self.closed_error()),
         }
-    }
-}
-
-/// A direct call's task, aborted when the caller stops waiting for it.
-struct AbortOnDrop(tokio::task::JoinHandle<crate::process::DispatchResult>);
-
-impl std::future::Future for AbortOnDrop {
-    type Output = Result<crate::process::DispatchResult, tokio::task::JoinError>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx)
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -465,7 +377,7 @@ mod tests {
         let (ours, theirs) = pm_transport::channel_pair();
         // An exit status that never arrives: the reader waits `EXIT_REASON_WAIT` for it.
         let (_exit_tx, exit_rx) = watch::channel(None);
-        let rpc = RpcConnection::start(ours, "test", 1, 1 << 20, 8, Some(exit_rx), None);
+        let rpc = RpcConnection::start(ours, "test", 1, 1 << 20, 8, Some(exit_rx));
         assert!(!rpc.is_closed());
         drop(theirs);
         let noticed = tokio::time::timeout(EXIT_REASON_WAIT / 2, async {

@@ -191,7 +191,6 @@ pub(crate) fn launch(spec: &LaunchSpec, bound: Option<Bound>) -> Result<Launched
         dir,
         exit,
         control: Control::Child { pid },
-        direct: None,
     })
 }
 

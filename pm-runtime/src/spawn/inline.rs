@@ -9,25 +9,10 @@ pub(crate) fn launch<P: Process>(spec: &LaunchSpec, bound: Option<Bound>) -> Lau
     let (exit_tx, exit) = watch::channel(None);
     let opts = spec.serve_options();
     let (reach, dir, serve_on) = ServeOn::split(bound);
-    // Over in-memory channels the manager's calls skip the frames (see `rpc::server::direct`);
-    // over a socket they go over it, as a connection from anywhere else would.
-    let (direct, task) = match serve_on {
-        ServeOn::Channel(conn) => {
-            let (slot, direct) = tokio::sync::oneshot::channel();
-            let task = tokio::spawn(async move {
-                let end = crate::rpc::server::serve_direct::<P>(conn, opts, slot).await;
-                exit_tx.send_replace(Some(Exit::from_serve_end("in-process instance", &end)));
-            });
-            (Some(direct), task)
-        }
-        serve_on => {
-            let task = tokio::spawn(async move {
-                let end = serve_on.serve::<P>(opts).await;
-                exit_tx.send_replace(Some(Exit::from_serve_end("in-process instance", &end)));
-            });
-            (None, task)
-        }
-    };
+    let task = tokio::spawn(async move {
+        let end = serve_on.serve::<P>(opts).await;
+        exit_tx.send_replace(Some(Exit::from_serve_end("in-process instance", &end)));
+    });
     Launched {
         reach,
         dir,
@@ -35,6 +20,5 @@ pub(crate) fn launch<P: Process>(spec: &LaunchSpec, bound: Option<Bound>) -> Lau
         control: Control::Inline {
             task: task.abort_handle(),
         },
-        direct,
     }
 }

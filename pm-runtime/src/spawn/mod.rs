@@ -13,10 +13,8 @@ use pm_core::{Error, Isolation, Limits, TransportKind};
 use pm_transport::{Address, Connection, SocketDir, StdListener};
 use tokio::sync::watch;
 
-use std::sync::Arc;
-
 use crate::process::Process;
-use crate::rpc::server::{DirectCalls, ServeOptions};
+use crate::rpc::server::ServeOptions;
 use crate::token::Token;
 
 /// What is needed to start an incarnation.
@@ -233,8 +231,6 @@ pub(crate) struct Launched {
     /// Becomes `Some(how it ended)` once it has ended (for a child: once it is reaped).
     pub(crate) exit: ExitReceiver,
     pub(crate) control: Control,
-    /// For an in-process instance over channels: its direct calls, once its `init` is done.
-    pub(crate) direct: Option<tokio::sync::oneshot::Receiver<Arc<dyn DirectCalls>>>,
 }
 
 /// Starts one incarnation of `P` under the spec's isolation.
@@ -246,7 +242,6 @@ pub(crate) fn launch<P: Process>(spec: &LaunchSpec) -> Result<Launched, Error> {
             dir: None,
             exit,
             control: Control::Attached { _exit: exit_tx },
-            direct: None,
         });
     }
     let bound = bind(spec)?;

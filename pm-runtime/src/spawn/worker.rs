@@ -54,6 +54,5 @@ pub(crate) fn launch<P: Process>(
         control: Control::Worker {
             thread: Some(thread),
         },
-        direct: None,
     })
 }

@@ -1,14 +1,13 @@
 //! One connection's calls after the handshake: a task per call, bounded, cancellable, each
 //! ending in exactly one reply.
 
-use super::direct::{DirectCalls, DirectServer, Phase};
 use super::*;
 
 type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
 
 /// How many health checks may run at once on one connection. They do not take call slots
 /// (a process busy with long calls is busy, not unhealthy), so they get a bound of their own.
-pub(super) const HEALTH_CHECKS_IN_FLIGHT: usize = 2;
+const HEALTH_CHECKS_IN_FLIGHT: usize = 2;
 
 pub(super) struct CallLoop<P: Process> {
     cell: ProcessCell<P>,
@@ -16,17 +15,14 @@ pub(super) struct CallLoop<P: Process> {
     in_flight: InFlight,
     permits: Arc<Semaphore>,
     health_permits: Arc<Semaphore>,
-    /// Told to the connection's direct calls (see `direct.rs`).
-    phase: tokio::sync::watch::Sender<Phase>,
     opts: ServeOptions,
 }
 
 impl<P: Process> Drop for CallLoop<P> {
     /// However serving ends (even by being aborted, as an in-process instance is when it is
-    /// killed), no call's task outlives it, and no direct call either.
+    /// killed), no call's task outlives it.
     fn drop(&mut self) {
         self.abort_all();
-        self.phase.send_replace(Phase::Ended);
     }
 }
 
@@ -45,20 +41,8 @@ impl<P: Process> CallLoop<P> {
             in_flight: Arc::new(Mutex::new(HashMap::new())),
             permits: Arc::new(Semaphore::new(opts.max_in_flight)),
             health_permits: Arc::new(Semaphore::new(HEALTH_CHECKS_IN_FLIGHT)),
-            phase: tokio::sync::watch::channel(Phase::Serving).0,
             opts,
         }
-    }
-
-    /// Calls into this connection's instance that skip the frames, sharing its slots.
-    pub(super) fn direct(&self) -> Arc<dyn DirectCalls> {
-        Arc::new(DirectServer {
-            cell: self.cell.clone(),
-            permits: self.permits.clone(),
-            health_permits: self.health_permits.clone(),
-            phase: self.phase.subscribe(),
-            max_frame: self.opts.max_frame,
-        })
     }
 
     pub(super) async fn run(self, mut conn: Connection) -> ServeEnd {
@@ -252,7 +236,6 @@ impl<P: Process> CallLoop<P> {
         // The grace period comes off the wire: cap it rather than overflow the clock.
         let grace = grace.min(Duration::from_secs(24 * 60 * 60));
         let deadline = tokio::time::Instant::now() + grace;
-        self.phase.send_replace(Phase::ShuttingDown);
         let hooks = run_hooks(P::__shutdown(&self.cell));
         let drain = async {
             // Every permit back means no call is in flight.
@@ -311,7 +294,6 @@ impl<P: Process> CallLoop<P> {
             _ = work => {}
             _ = refuse_new => {}
         }
-        self.phase.send_replace(Phase::Ended);
         let leftover: Vec<(u64, AbortHandle)> = lock(&self.in_flight).drain().collect();
         for (call, task) in leftover {
             task.abort();
@@ -330,7 +312,7 @@ impl<P: Process> CallLoop<P> {
 /// The future of one call of `method`: the process's method (or its health check), run in
 /// the caller's trace when one came; or the error to answer at once (no such method, or a
 /// dispatch that panicked).
-pub(super) fn call_future<P: Process>(
+fn call_future<P: Process>(
     cell: &ProcessCell<P>,
     method: &str,
     args: bytes::Bytes,
@@ -367,7 +349,7 @@ pub(super) fn call_future<P: Process>(
 }
 
 /// Runs a call's future within its deadline; a panic becomes an error.
-pub(super) async fn run_call<F>(future: F, deadline: Option<Duration>) -> DispatchResult
+async fn run_call<F>(future: F, deadline: Option<Duration>) -> DispatchResult
 where
     F: std::future::Future<Output = DispatchResult> + Unpin,
 {

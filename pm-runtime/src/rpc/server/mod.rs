@@ -47,26 +47,9 @@ pub(crate) type SharedInstance<P> = Arc<tokio::sync::OnceCell<ProcessCell<P>>>;
 
 /// Serves one connection for process type `P`, from handshake to shutdown or disconnect.
 pub(crate) async fn serve<P: Process>(conn: Connection, opts: ServeOptions) -> ServeEnd {
-    serve_with::<P>(conn, opts, Arc::new(tokio::sync::OnceCell::new()), None)
+    serve_with::<P>(conn, opts, Arc::new(tokio::sync::OnceCell::new()))
         .await
         .0
-}
-
-/// [`serve`] for an instance in the manager's own runtime: once `init` succeeds, `direct`
-/// is given the calls that skip the connection's frames.
-pub(crate) async fn serve_direct<P: Process>(
-    conn: Connection,
-    opts: ServeOptions,
-    direct: DirectSlot,
-) -> ServeEnd {
-    serve_with::<P>(
-        conn,
-        opts,
-        Arc::new(tokio::sync::OnceCell::new()),
-        Some(direct),
-    )
-    .await
-    .0
 }
 
 /// Serves connections accepted from `listener`, all sharing one instance. Ends when the
@@ -171,7 +154,7 @@ async fn accept_loop<P: Process>(
                 Ok(conn) => {
                     let (opts, instance, primary_tx) = (opts.clone(), instance.clone(), primary_tx.clone());
                     connections.spawn(async move {
-                        let (end, built) = serve_with::<P>(conn, opts, instance, None).await;
+                        let (end, built) = serve_with::<P>(conn, opts, instance).await;
                         if built {
                             let _ = primary_tx.send(end).await;
                         }
@@ -195,17 +178,14 @@ pub(crate) async fn serve_with<P: Process>(
     mut conn: Connection,
     opts: ServeOptions,
     instance: SharedInstance<P>,
-    direct: Option<DirectSlot>,
 ) -> (ServeEnd, bool) {
     let writer = conn.writer.take();
     let mut built = false;
     let end = match accept::<P>(&mut conn, &opts, &instance, &mut built).await {
         Ok(cell) => {
-            let calls = CallLoop::<P>::new(cell, conn.sender.clone(), opts);
-            if let Some(slot) = direct {
-                let _ = slot.send(calls.direct());
-            }
-            calls.run(conn).await
+            CallLoop::<P>::new(cell, conn.sender.clone(), opts)
+                .run(conn)
+                .await
         }
         Err(reason) => {
             tracing::warn!(process = P::NAME, %reason, "connection refused");
@@ -355,11 +335,9 @@ pub(crate) async fn build_instance<P: Process>(
 }
 
 mod calls;
-mod direct;
 
 pub(crate) use calls::run_hooks;
 use calls::CallLoop;
-pub(crate) use direct::{DirectCalls, DirectSlot};
 
 #[cfg(test)]
 mod tests;
