@@ -16,7 +16,7 @@ const BURST: std::time::Duration = std::time::Duration::from_micros(5);
 ///
 /// Spawns the writer task on the current tokio runtime (so it panics outside one, like
 /// `tokio::spawn`). The writer batches queued frames into as few writes as it can, and shuts
-/// the write half down once every [`FrameSender`] is dropped, so the peer sees end-of-stream.
+/// the write half down once every [`FrameSender`](crate::FrameSender) is dropped, so the peer sees end-of-stream.
 pub fn from_stream<R, W>(
     read: R,
     write: W,

@@ -224,7 +224,7 @@ async fn read_messages<S>(
 }
 
 /// Writes queued frames as binary messages, batching whatever is queued into one flush.
-/// Sends a Close once every [`FrameSender`] is dropped, and ends early once the reader
+/// Sends a Close once every [`FrameSender`](crate::FrameSender) is dropped, and ends early once the reader
 /// has seen the connection end.
 async fn write_messages<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
