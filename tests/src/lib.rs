@@ -68,6 +68,30 @@ impl HookRecorder {
     }
 }
 
+/// A process stopped with SIGSTOP, continued with SIGCONT when dropped, so that a failing
+/// test never leaves a stopped process behind for the teardown to wait on.
+pub struct Stopped(i32);
+
+impl Stopped {
+    /// Stops `pid`.
+    ///
+    /// # Panics
+    /// If the signal cannot be sent.
+    pub fn stop(pid: u32) -> Self {
+        let pid = i32::try_from(pid).expect("pid");
+        // SAFETY: sending a signal has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
 /// Whether `pid` is alive: exists and is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -10,7 +10,7 @@ use pm_core::wire::{encode_call, FrameBuilder, FrameKind};
 use pm_runtime::prelude::*;
 use pm_runtime::Error;
 use pm_tests::standalone::{next_frame, Host};
-use pm_tests::Lifecycle;
+use pm_tests::{Lifecycle, Stopped};
 use pm_transport::{Connection, HealthReport, HttpApi, HttpError, HttpLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -113,25 +113,6 @@ async fn a_stuck_client_of_large_replies_is_held_near_the_backlog_limit() {
 // Confirmed (wake-up): a call with a long deadline that waits for a stopped process's backlog
 // to drain proceeds once the process continues; a kill ends such a wait with an error.
 // ---------------------------------------------------------------------------------------
-
-/// Sends SIGCONT when dropped.
-struct Stopped(i32);
-
-impl Stopped {
-    fn stop(pid: u32) -> Self {
-        let pid = i32::try_from(pid).expect("pid");
-        // SAFETY: signalling a child of this test.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP");
-        Stopped(pid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
-}
 
 /// Offers 256 KiB calls with a short deadline until one times out before it is sent
 /// (the connection is backlogged): returns once the backlog is known to be full.

@@ -17,30 +17,10 @@ use pm_runtime::prelude::*;
 use pm_runtime::Error;
 use pm_tests::resources::rss;
 use pm_tests::standalone::{next_frame, Host};
-use pm_tests::Lifecycle;
+use pm_tests::{Lifecycle, Stopped};
 
 const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
 const TOKEN: &str = "0123456789abcdef-stuck-token";
-
-/// Sends SIGCONT when dropped, so that a failing test never leaves a stopped process behind
-/// for the teardown to wait on.
-struct Stopped(i32);
-
-impl Stopped {
-    fn stop(pid: u32) -> Self {
-        let pid = i32::try_from(pid).expect("pid");
-        // SAFETY: signalling a child of this test.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP");
-        Stopped(pid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
-}
 
 /// Fails unless `future` completes within `limit`.
 async fn within<T>(what: &str, limit: Duration, future: impl std::future::Future<Output = T>) -> T {
