@@ -671,6 +671,21 @@ pub async fn pool_of<P: pm_runtime::Process>(
     .expect("the pool starts")
 }
 
+/// `future`'s output.
+///
+/// # Panics
+/// If `future` does not complete within `limit` (the message names `what`).
+pub async fn within<T>(
+    what: &str,
+    limit: Duration,
+    future: impl std::future::Future<Output = T>,
+) -> T {
+    match tokio::time::timeout(limit, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what} did not complete within {limit:?}"),
+    }
+}
+
 /// Runs `call` in a task and returns the task once the call has been polled once: a call to
 /// a running process has taken its in-flight slot and been sent by then (calls on one
 /// connection arrive in order, so a call made after it reaches the process after it).

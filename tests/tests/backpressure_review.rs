@@ -10,19 +10,12 @@ use pm_core::wire::{encode_call, FrameBuilder, FrameKind};
 use pm_runtime::prelude::*;
 use pm_runtime::Error;
 use pm_tests::standalone::{next_frame, Host};
-use pm_tests::{Lifecycle, Stopped};
+use pm_tests::{within, Lifecycle, Stopped};
 use pm_transport::{Connection, HealthReport, HttpApi, HttpError, HttpLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
 const TOKEN: &str = "0123456789abcdef-review-token";
-
-async fn within<T>(what: &str, limit: Duration, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what} did not complete within {limit:?}"),
-    }
-}
 
 /// The highest growth of the host's memory over `window`, stopping early once it passes
 /// `limit`.

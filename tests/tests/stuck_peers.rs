@@ -17,18 +17,10 @@ use pm_runtime::prelude::*;
 use pm_runtime::Error;
 use pm_tests::resources::rss;
 use pm_tests::standalone::{next_frame, Host};
-use pm_tests::{Lifecycle, Stopped};
+use pm_tests::{within, Lifecycle, Stopped};
 
 const LIFECYCLE: &str = env!("CARGO_BIN_EXE_test-lifecycle");
 const TOKEN: &str = "0123456789abcdef-stuck-token";
-
-/// Fails unless `future` completes within `limit`.
-async fn within<T>(what: &str, limit: Duration, future: impl std::future::Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what} did not answer within {limit:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_process_times_its_callers_out_without_its_frames_piling_up_in_the_manager() {
