@@ -3,11 +3,15 @@
 //! Hand-written rather than on tokio-util's `FramedRead`: reading in 64 KiB chunks into one
 //! reused buffer, it decodes 2.3x as many frames per second (24.5 M/s against 10.8 M/s for
 //! the same decoder behind `FramedRead`, `cargo bench -p pm-bench --bench framing`).
+//!
+//! A frame larger than one read chunk is read into a buffer of its own, taken from the
+//! pool of [`pm_core::wire::buffers`] and exactly as long as the frame: no growing, no copy
+//! out of the chunk buffer, and no fresh memory to fault in for every large reply.
 
 use std::pin::Pin;
 
-use bytes::BytesMut;
-use pm_core::wire::{FrameDecoder, Incoming, WireError};
+use bytes::{BufMut, BytesMut};
+use pm_core::wire::{buffers, Frame, FrameDecoder, Incoming, WireError};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::connection::TransportError;
@@ -19,6 +23,10 @@ pub(crate) struct FrameReader {
     io: BoxRead,
     buf: BytesMut,
     decoder: FrameDecoder,
+    /// A frame larger than [`READ_CHUNK`] being read: its buffer and its wire length. Kept
+    /// here, not in a local, so a `next` dropped part-way (a `select!` branch not taken)
+    /// loses no bytes.
+    large: Option<(Vec<u8>, usize)>,
     done: bool,
 }
 
@@ -39,6 +47,7 @@ impl FrameReader {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
             decoder: FrameDecoder::new(max),
+            large: None,
             done: false,
         }
     }
@@ -48,6 +57,37 @@ impl FrameReader {
             return None;
         }
         loop {
+            if let Some((frame, len)) = &mut self.large {
+                let (filled, len) = (frame.len(), *len);
+                if filled == len {
+                    let Some((frame, _)) = self.large.take() else {
+                        continue;
+                    };
+                    return Some(
+                        Frame::from_wire(buffers::freeze(frame))
+                            .map(Incoming::Frame)
+                            .map_err(|err| {
+                                self.done = true;
+                                TransportError::Wire(err)
+                            }),
+                    );
+                }
+                // Exactly up to the frame's end: the next frame's bytes go to `buf`.
+                let read = self.io.read_buf(&mut frame.limit(len - filled)).await;
+                if let Some(end) = self.read_ended(read, filled) {
+                    return Some(end);
+                }
+                continue;
+            }
+            if let Some(len) = self.decoder.frame_len(&self.buf) {
+                if len > READ_CHUNK && self.buf.len() < len {
+                    let mut frame = buffers::take(len);
+                    frame.extend_from_slice(&self.buf);
+                    self.buf.clear();
+                    self.large = Some((frame, len));
+                    continue;
+                }
+            }
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(item)) => return Some(Ok(item)),
                 Ok(None) => {}
@@ -59,22 +99,39 @@ impl FrameReader {
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(READ_CHUNK);
             }
-            match self.io.read_buf(&mut self.buf).await {
-                Ok(0) => {
-                    self.done = true;
-                    if self.buf.is_empty() {
-                        return None;
-                    }
-                    return Some(Err(TransportError::Wire(WireError::Malformed(format!(
-                        "connection closed in the middle of a frame ({} bytes buffered)",
-                        self.buf.len()
-                    )))));
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    self.done = true;
-                    return Some(Err(TransportError::Io(err)));
-                }
+            let read = self.io.read_buf(&mut self.buf).await;
+            let buffered = self.buf.len();
+            match self.read_ended(read, buffered) {
+                Some(end) => return Some(end),
+                None if self.done => return None,
+                None => {}
+            }
+        }
+    }
+
+    /// What a read that returned `read` means, with `buffered` bytes of a frame already in:
+    /// `None` to go on reading (or, with `done` set, a clean end between frames), or the
+    /// error that ends the stream.
+    fn read_ended(
+        &mut self,
+        read: std::io::Result<usize>,
+        buffered: usize,
+    ) -> Option<Result<Incoming, TransportError>> {
+        match read {
+            Ok(0) => {
+                self.done = true;
+                self.large = None;
+                (buffered > 0).then(|| {
+                    Err(TransportError::Wire(WireError::Malformed(format!(
+                        "connection closed in the middle of a frame ({buffered} bytes buffered)"
+                    ))))
+                })
+            }
+            Ok(_) => None,
+            Err(err) => {
+                self.done = true;
+                self.large = None;
+                Some(Err(TransportError::Io(err)))
             }
         }
     }

@@ -98,7 +98,7 @@ async fn write_frames(
 #[cfg(test)]
 mod tests {
     use bytes::BufMut;
-    use pm_core::wire::{encode_call, Incoming};
+    use pm_core::wire::{encode_call, Incoming, WireError};
     use tokio::io::AsyncWriteExt;
 
     use super::*;
@@ -127,6 +127,83 @@ mod tests {
         }
         drop(a);
         assert!(b.receiver.recv().await.is_none());
+    }
+
+    /// A frame larger than a read chunk, with a recognisable payload.
+    fn large_frame(id: u64, len: usize) -> pm_core::wire::Frame {
+        let payload = bytes::Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+        encode_call(id, "m", None, &(payload,), 4 << 20).expect("fits")
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_arriving_in_pieces_is_read_whole_and_the_frames_around_it_too() {
+        let (raw, other) = tokio::net::UnixStream::pair().expect("socketpair");
+        let mut conn = from_unix_stream(other, 4 << 20, "test");
+        let (_, mut write) = raw.into_split();
+        let small = encode_call(1, "m", None, &(1u8,), 1024).expect("fits");
+        let large = large_frame(2, 300 * 1024);
+        let after = encode_call(3, "m", None, &(3u8,), 1024).expect("fits");
+        // One stream: the large frame starts in the same write as the frame before it and
+        // ends in the same write as the frame after it, cut at odd places in between.
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(small.wire());
+        bytes.extend_from_slice(large.wire());
+        bytes.extend_from_slice(after.wire());
+        let writer = tokio::spawn(async move {
+            for piece in bytes.chunks(70_001) {
+                write.write_all(piece).await.expect("write");
+                tokio::task::yield_now().await;
+            }
+            write
+        });
+        for expected in [&small, &large, &after] {
+            match conn.receiver.recv().await {
+                Some(Ok(Incoming::Frame(frame))) => assert_eq!(&frame, expected),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        drop(writer.await.expect("writer"));
+        assert!(conn.receiver.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_read_abandoned_in_the_middle_of_a_large_frame_loses_no_bytes() {
+        let (raw, other) = tokio::net::UnixStream::pair().expect("socketpair");
+        let mut conn = from_unix_stream(other, 4 << 20, "test");
+        let (_, mut write) = raw.into_split();
+        // Small enough to sit in the socket's buffer while nothing reads it.
+        let large = large_frame(7, 100 * 1024);
+        let (head, tail) = large.wire().split_at(80 * 1024);
+        write.write_all(head).await.expect("write");
+        // The receive gives up (as a `select!` branch not taken does) with the frame half in.
+        let abandoned =
+            tokio::time::timeout(std::time::Duration::from_millis(50), conn.receiver.recv()).await;
+        assert!(abandoned.is_err(), "the frame cannot be complete yet");
+        write.write_all(tail).await.expect("write");
+        match conn.receiver.recv().await {
+            Some(Ok(Incoming::Frame(frame))) => assert_eq!(frame, large),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_closed_in_the_middle_of_a_large_frame_ends_with_a_wire_error() {
+        let (raw, other) = tokio::net::UnixStream::pair().expect("socketpair");
+        let mut conn = from_unix_stream(other, 4 << 20, "test");
+        let (_, mut write) = raw.into_split();
+        let large = large_frame(7, 100 * 1024);
+        write
+            .write_all(&large.wire()[..80 * 1024])
+            .await
+            .expect("write");
+        drop(write);
+        match conn.receiver.recv().await {
+            Some(Err(TransportError::Wire(WireError::Malformed(message)))) => {
+                assert!(message.contains("middle of a frame"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(conn.receiver.recv().await.is_none());
     }
 
     #[tokio::test]

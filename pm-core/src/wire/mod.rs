@@ -36,6 +36,11 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::error::{Error, RemoteError, RemoteErrorKind};
 use crate::trace::{TraceContext, WIRE_LEN as TRACE_WIRE_LEN};
 
+pub mod buffers;
+mod decoder;
+
+pub use decoder::{FrameDecoder, Incoming};
+
 /// The largest frame accepted unless configured otherwise: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Calls in flight per connection unless configured otherwise.
@@ -208,7 +213,7 @@ impl Frame {
 /// An `io::Write` into a frame buffer that refuses to grow the body past the limit, so an
 /// oversized value is refused without first being encoded whole.
 struct LimitedWriter<'a> {
-    buf: &'a mut BytesMut,
+    buf: &'a mut Vec<u8>,
     max_wire: usize,
     hit_limit: &'a mut bool,
 }
@@ -222,6 +227,7 @@ impl io::Write for LimitedWriter<'_> {
                 "frame limit reached",
             ));
         }
+        buffers::reserve(self.buf, data.len(), self.max_wire);
         self.buf.extend_from_slice(data);
         Ok(data.len())
     }
@@ -234,7 +240,7 @@ impl io::Write for LimitedWriter<'_> {
 /// Builds one frame: header first, then payload values, then [`FrameBuilder::finish`].
 #[derive(Debug)]
 pub struct FrameBuilder {
-    buf: BytesMut,
+    buf: Vec<u8>,
     kind: FrameKind,
     id: u64,
     max: usize,
@@ -244,8 +250,14 @@ pub struct FrameBuilder {
 impl FrameBuilder {
     /// Starts a frame of `kind` for call `id` whose body may not exceed `max` bytes.
     pub fn new(kind: FrameKind, id: u64, max: usize) -> Self {
-        let mut buf = BytesMut::with_capacity(64);
-        buf.put_bytes(0, HEADER_LEN);
+        Self::with_capacity(kind, id, max, 64)
+    }
+
+    /// Starts a frame with room for `capacity` bytes on the wire (header included), for a
+    /// frame whose size is known: a large one is then encoded without growing.
+    fn with_capacity(kind: FrameKind, id: u64, max: usize, capacity: usize) -> Self {
+        let mut buf = buffers::take(capacity.max(HEADER_LEN));
+        buf.resize(HEADER_LEN, 0);
         Self {
             buf,
             kind,
@@ -332,9 +344,16 @@ impl FrameBuilder {
         header.put_u8(self.kind as u8);
         header.put_u64(self.id);
         Ok(Frame {
-            wire: self.buf.freeze(),
+            wire: buffers::freeze(std::mem::take(&mut self.buf)),
             kind: self.kind,
         })
+    }
+}
+
+impl Drop for FrameBuilder {
+    /// A frame abandoned (too large, or its value failed to encode) gives its buffer back.
+    fn drop(&mut self) {
+        buffers::give(std::mem::take(&mut self.buf));
     }
 }
 
@@ -342,7 +361,7 @@ impl FrameBuilder {
 /// than `max` bytes: an oversized value fails with [`WireError::TooLarge`] without being
 /// encoded whole.
 pub fn encode_value<T: Serialize + ?Sized>(value: &T, max: usize) -> Result<Bytes, WireError> {
-    let mut buf = BytesMut::with_capacity(64);
+    let mut buf = Vec::with_capacity(64);
     let mut hit_limit = false;
     let result = rmp_serde::encode::write(
         &mut LimitedWriter {
@@ -352,14 +371,16 @@ pub fn encode_value<T: Serialize + ?Sized>(value: &T, max: usize) -> Result<Byte
         },
         value,
     );
-    match result {
+    let outcome = match result {
         _ if hit_limit => Err(WireError::TooLarge {
             len: buf.len() + 1,
             max,
         }),
-        Ok(()) => Ok(buf.freeze()),
+        Ok(()) => return Ok(buffers::freeze(buf)),
         Err(err) => Err(WireError::Encode(err.to_string())),
-    }
+    };
+    buffers::give(buf);
+    outcome
 }
 
 /// Bytes a call frame needs besides its arguments: header, method name, deadline and trace
@@ -379,7 +400,10 @@ pub fn encode_call_raw(
     max: usize,
 ) -> Result<Frame, WireError> {
     let deadline_ms = deadline.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let mut builder = FrameBuilder::new(FrameKind::Call, id, max);
+    let capacity = (LEN_PREFIX + call_overhead(method))
+        .saturating_add(args.len())
+        .min(max.saturating_add(LEN_PREFIX));
+    let mut builder = FrameBuilder::with_capacity(FrameKind::Call, id, max, capacity);
     builder.str(method)?.opt_u64(deadline_ms)?;
     if let Some(trace) = trace {
         builder.bin(&trace.to_wire())?;
@@ -517,7 +541,8 @@ pub fn encode_reply<T: Serialize + ?Sized>(
 
 /// Encodes a successful reply whose value is already MessagePack.
 pub fn encode_raw_reply(id: u64, msgpack: &[u8], max: usize) -> Result<Frame, WireError> {
-    let mut builder = FrameBuilder::new(FrameKind::ReplyOk, id, max);
+    let capacity = (HEADER_LEN + msgpack.len()).min(max.saturating_add(LEN_PREFIX));
+    let mut builder = FrameBuilder::with_capacity(FrameKind::ReplyOk, id, max, capacity);
     builder.raw(msgpack)?;
     builder.finish()
 }
@@ -553,83 +578,6 @@ pub fn decode_error(frame: &Frame) -> RemoteError {
             format!("undecodable error reply: {e}"),
         )
     })
-}
-
-/// What a [`FrameDecoder`] found in the byte stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incoming {
-    /// A complete frame within the limit.
-    Frame(Frame),
-    /// A frame over the limit. Its payload is being discarded without being buffered; the
-    /// receiver should answer its id with an error.
-    Oversize {
-        /// The raw kind byte.
-        kind: u8,
-        /// The frame's id.
-        id: u64,
-        /// The declared body length.
-        len: usize,
-    },
-}
-
-/// Splits a byte stream into frames, refusing oversized ones before allocating for them.
-#[derive(Debug, Clone)]
-pub struct FrameDecoder {
-    max: usize,
-    skipping: usize,
-}
-
-impl FrameDecoder {
-    /// A decoder accepting bodies up to `max` bytes.
-    pub fn new(max: usize) -> Self {
-        Self { max, skipping: 0 }
-    }
-
-    /// The limit in force.
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
-    /// Takes the next item out of `src`, or `Ok(None)` if more bytes are needed. Errors are
-    /// fatal for the stream: after one, the connection must be closed.
-    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, WireError> {
-        if self.skipping > 0 {
-            let n = self.skipping.min(src.len());
-            src.advance(n);
-            self.skipping -= n;
-            if self.skipping > 0 {
-                return Ok(None);
-            }
-        }
-        if src.len() < LEN_PREFIX {
-            src.reserve(HEADER_LEN);
-            return Ok(None);
-        }
-        let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
-        if len < BODY_HEADER {
-            return Err(WireError::Truncated(len));
-        }
-        if len > self.max {
-            if src.len() < HEADER_LEN {
-                return Ok(None);
-            }
-            let kind = src[LEN_PREFIX];
-            let id = (&src[LEN_PREFIX + 1..HEADER_LEN]).get_u64();
-            src.advance(HEADER_LEN);
-            self.skipping = len - BODY_HEADER;
-            let n = self.skipping.min(src.len());
-            src.advance(n);
-            self.skipping -= n;
-            return Ok(Some(Incoming::Oversize { kind, id, len }));
-        }
-        let total = LEN_PREFIX + len;
-        if src.len() < total {
-            src.reserve(total - src.len());
-            return Ok(None);
-        }
-        let wire = src.split_to(total).freeze();
-        Frame::from_wire(wire).map(|frame| Some(Incoming::Frame(frame)))
-    }
 }
 
 #[cfg(test)]
@@ -729,87 +677,6 @@ mod tests {
         let typed = encode_call(1, "add", None, &(5i64, 3i64), 1024).expect("fits");
         assert_eq!(raw, typed);
         assert!(raw.payload_len() + BODY_HEADER <= call_overhead("add") + args.len());
-    }
-
-    #[test]
-    fn decoder_splits_a_stream_into_frames() {
-        let a = encode_call(1, "a", None, &(1,), 1024).expect("encodes");
-        let b = encode_reply(2, &"hello", 1024).expect("encodes");
-        let mut stream = BytesMut::new();
-        stream.extend_from_slice(a.wire());
-        stream.extend_from_slice(b.wire());
-        let mut decoder = FrameDecoder::new(1024);
-        assert_eq!(decoder.decode(&mut stream), Ok(Some(Incoming::Frame(a))));
-        assert_eq!(decoder.decode(&mut stream), Ok(Some(Incoming::Frame(b))));
-        assert_eq!(decoder.decode(&mut stream), Ok(None));
-    }
-
-    #[test]
-    fn decoder_waits_for_a_partial_frame() {
-        let a = encode_call(1, "a", None, &(1,), 1024).expect("encodes");
-        let mut decoder = FrameDecoder::new(1024);
-        let mut stream = BytesMut::from(&a.wire()[..5]);
-        assert_eq!(decoder.decode(&mut stream), Ok(None));
-        stream.extend_from_slice(&a.wire()[5..]);
-        assert_eq!(decoder.decode(&mut stream), Ok(Some(Incoming::Frame(a))));
-    }
-
-    #[test]
-    fn decoder_reports_and_skips_an_oversized_frame_then_reads_the_next() {
-        let big =
-            encode_call(9, "put", None, &(Bytes::from(vec![7u8; 300]),), 4096).expect("encodes");
-        let small = encode_call(10, "get", None, &(), 4096).expect("encodes");
-        let mut decoder = FrameDecoder::new(100);
-        let mut stream = BytesMut::new();
-        // the oversized frame arrives in pieces
-        stream.extend_from_slice(&big.wire()[..20]);
-        let first = decoder.decode(&mut stream).expect("no error");
-        assert!(matches!(
-            first,
-            Some(Incoming::Oversize {
-                id: 9,
-                kind: 10,
-                ..
-            })
-        ));
-        assert_eq!(decoder.decode(&mut stream), Ok(None));
-        stream.extend_from_slice(&big.wire()[20..]);
-        stream.extend_from_slice(small.wire());
-        assert_eq!(
-            decoder.decode(&mut stream),
-            Ok(Some(Incoming::Frame(small)))
-        );
-    }
-
-    #[test]
-    fn decoder_does_not_reserve_memory_for_a_huge_length_prefix() {
-        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
-        let mut stream = BytesMut::new();
-        stream.put_u32(u32::MAX);
-        stream.put_u8(10);
-        stream.put_u64(1);
-        let item = decoder.decode(&mut stream).expect("no error");
-        assert!(matches!(item, Some(Incoming::Oversize { len, .. }) if len == u32::MAX as usize));
-        assert!(stream.capacity() < 1024 * 1024);
-    }
-
-    #[test]
-    fn decoder_rejects_a_body_shorter_than_its_header() {
-        let mut decoder = FrameDecoder::new(1024);
-        let mut stream = BytesMut::new();
-        stream.put_u32(3);
-        stream.put_bytes(0, 3);
-        assert_eq!(decoder.decode(&mut stream), Err(WireError::Truncated(3)));
-    }
-
-    #[test]
-    fn unknown_frame_kind_is_an_error() {
-        let mut stream = BytesMut::new();
-        stream.put_u32(9);
-        stream.put_u8(99);
-        stream.put_u64(1);
-        let mut decoder = FrameDecoder::new(1024);
-        assert_eq!(decoder.decode(&mut stream), Err(WireError::UnknownKind(99)));
     }
 
     #[test]
