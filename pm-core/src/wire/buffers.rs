@@ -53,8 +53,7 @@ impl Pool {
     /// Keeps `buffer` if there is room; frees it otherwise.
     fn give(&mut self, mut buffer: Vec<u8>) {
         let capacity = buffer.capacity();
-        if capacity < POOLED_MIN
-            || capacity > POOL_MAX_BYTES / 2
+        if !(POOLED_MIN..=POOL_MAX_BYTES / 2).contains(&capacity)
             || self.buffers.len() >= POOL_MAX_BUFFERS
             || self.bytes + capacity > POOL_MAX_BYTES
         {
