@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use pm_core::wire::{self, Frame};
+use pm_core::wire::{self, buffers, Frame};
 use pm_core::Error;
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -20,7 +19,7 @@ pub trait Invoke: Send + Sync + 'static {
     fn invoke<'a>(
         &'a self,
         method: &'static str,
-        args: Bytes,
+        args: &'a [u8],
         timeout: Option<Duration>,
     ) -> BoxFuture<'a, Result<Frame, Error>>;
 
@@ -74,11 +73,13 @@ impl Caller {
             .target
             .max_frame()
             .saturating_sub(wire::call_overhead(method));
-        let args = wire::encode_value(args, limit).map_err(|err| {
+        let args = wire::encode_value_vec(args, limit).map_err(|err| {
             Error::Protocol(format!("the arguments of `{method}` cannot be sent: {err}"))
         })?;
-        let reply = self.target.invoke(method, args, self.timeout).await?;
-        reply.decode().map_err(|err| {
+        let reply = self.target.invoke(method, &args, self.timeout).await;
+        // The buffer serves the next call's arguments.
+        buffers::give(args);
+        reply?.decode().map_err(|err| {
             Error::Protocol(format!("the reply of `{method}` did not decode: {err}"))
         })
     }

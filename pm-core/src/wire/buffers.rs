@@ -9,9 +9,15 @@
 //!
 //! Buffers of at least [`POOLED_MIN`] bytes are therefore taken from, and given back to, one
 //! process-wide pool holding at most [`POOL_MAX_BUFFERS`] buffers and [`POOL_MAX_BYTES`] bytes.
-//! A buffer the pool has no room for is freed as usual. Smaller buffers never touch the pool:
-//! the allocator serves them from its heap without faults.
+//! A buffer the pool has no room for is freed as usual.
+//!
+//! Small frames have a cost of their own: a buffer whose length is not its capacity becomes
+//! [`Bytes`] only with a second allocation for its reference count. So a frame of unknown
+//! size is encoded into this thread's scratch buffer ([`scratch`]), and a small result is
+//! copied out into an allocation of exactly its length (which [`Bytes`] takes as it is), the
+//! scratch buffer staying for the next frame: one allocation per frame instead of two.
 
+use std::cell::Cell;
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -22,6 +28,29 @@ pub const POOLED_MIN: usize = 64 * 1024;
 pub const POOL_MAX_BUFFERS: usize = 8;
 /// The most bytes (of capacity) the pool keeps; a buffer larger than half of it is never kept.
 pub const POOL_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// The capacity of a new scratch buffer.
+const SCRATCH_CAPACITY: usize = 256;
+/// The largest buffer kept as a thread's scratch buffer.
+const SCRATCH_MAX: usize = 4096;
+/// The longest frame [`freeze`] copies out of a buffer with room to spare.
+const COPY_MAX: usize = 1024;
+
+thread_local! {
+    /// An idle small buffer of this thread, for the next frame of unknown size.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// An empty buffer for a value of unknown size: this thread's scratch buffer when it is idle,
+/// a new small one otherwise. Hand it back with [`give`] (or [`freeze`]) when done.
+pub fn scratch() -> Vec<u8> {
+    // During the thread's teardown the slot is gone: allocate.
+    let buffer = SCRATCH.try_with(Cell::take).unwrap_or_default();
+    if buffer.capacity() == 0 {
+        Vec::with_capacity(SCRATCH_CAPACITY)
+    } else {
+        buffer
+    }
+}
 
 /// Idle buffers, each at least [`POOLED_MIN`] bytes of capacity.
 struct Pool {
@@ -103,20 +132,31 @@ pub fn reserve(buffer: &mut Vec<u8>, additional: usize, limit: usize) {
     give(std::mem::replace(buffer, bigger));
 }
 
-/// Gives `buffer` back to the pool (if it is large enough and there is room), or frees it.
-pub fn give(buffer: Vec<u8>) {
-    if buffer.capacity() >= POOLED_MIN {
+/// Gives `buffer` back: to the pool if it is large enough (and there is room), as this
+/// thread's scratch buffer if it is small, or to the allocator.
+pub fn give(mut buffer: Vec<u8>) {
+    let capacity = buffer.capacity();
+    if capacity >= POOLED_MIN {
         with_pool(|pool| pool.give(buffer));
+    } else if capacity > 0 && capacity <= SCRATCH_MAX {
+        buffer.clear();
+        // Replaces (frees) an idle scratch buffer if there is one; fails only in teardown.
+        let _ = SCRATCH.try_with(|slot| slot.set(buffer));
     }
 }
 
-/// Turns `buffer` into [`Bytes`] without copying. A buffer of [`POOLED_MIN`] or more goes back
-/// to the pool when the last clone of the returned bytes is dropped.
+/// Turns `buffer` into [`Bytes`]. A buffer of [`POOLED_MIN`] or more is lent without copying,
+/// and goes back to the pool when the last clone of the returned bytes is dropped. A small
+/// one with room to spare is copied out, and kept as this thread's scratch buffer.
 pub fn freeze(buffer: Vec<u8>) -> Bytes {
     if buffer.capacity() >= POOLED_MIN {
         Bytes::from_owner(Pooled(buffer))
-    } else {
+    } else if buffer.len() == buffer.capacity() || buffer.len() > COPY_MAX {
         Bytes::from(buffer)
+    } else {
+        let bytes = Bytes::copy_from_slice(&buffer);
+        give(buffer);
+        bytes
     }
 }
 
@@ -204,6 +244,19 @@ mod tests {
             "{}",
             buffer.capacity()
         );
+    }
+
+    #[test]
+    fn a_small_buffer_frozen_is_copied_out_and_its_storage_becomes_the_scratch_buffer() {
+        let mut buffer = Vec::with_capacity(SCRATCH_CAPACITY * 2);
+        buffer.extend_from_slice(b"frame");
+        let storage = buffer.as_ptr();
+        let bytes = freeze(buffer);
+        assert_eq!(&bytes[..], b"frame");
+        let next = scratch();
+        assert_eq!(next.as_ptr(), storage, "the same storage, reused");
+        assert!(next.is_empty());
+        assert_eq!(scratch().capacity(), SCRATCH_CAPACITY, "taken: a new one");
     }
 
     #[test]

@@ -219,6 +219,7 @@ struct LimitedWriter<'a> {
 }
 
 impl io::Write for LimitedWriter<'_> {
+    #[inline]
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.buf.len() + data.len() > self.max_wire {
             *self.hit_limit = true;
@@ -227,7 +228,9 @@ impl io::Write for LimitedWriter<'_> {
                 "frame limit reached",
             ));
         }
-        buffers::reserve(self.buf, data.len(), self.max_wire);
+        if self.buf.capacity() - self.buf.len() < data.len() {
+            buffers::reserve(self.buf, data.len(), self.max_wire);
+        }
         self.buf.extend_from_slice(data);
         Ok(data.len())
     }
@@ -250,13 +253,18 @@ pub struct FrameBuilder {
 impl FrameBuilder {
     /// Starts a frame of `kind` for call `id` whose body may not exceed `max` bytes.
     pub fn new(kind: FrameKind, id: u64, max: usize) -> Self {
-        Self::with_capacity(kind, id, max, 64)
+        Self::in_buffer(kind, id, max, buffers::scratch())
     }
 
     /// Starts a frame with room for `capacity` bytes on the wire (header included), for a
-    /// frame whose size is known: a large one is then encoded without growing.
+    /// frame whose size is known: a large one is then encoded without growing, and a small
+    /// one of exactly that size becomes its frame without a copy.
     fn with_capacity(kind: FrameKind, id: u64, max: usize, capacity: usize) -> Self {
-        let mut buf = buffers::take(capacity.max(HEADER_LEN));
+        Self::in_buffer(kind, id, max, buffers::take(capacity.max(HEADER_LEN)))
+    }
+
+    fn in_buffer(kind: FrameKind, id: u64, max: usize, mut buf: Vec<u8>) -> Self {
+        buf.clear();
         buf.resize(HEADER_LEN, 0);
         Self {
             buf,
@@ -361,7 +369,16 @@ impl Drop for FrameBuilder {
 /// than `max` bytes: an oversized value fails with [`WireError::TooLarge`] without being
 /// encoded whole.
 pub fn encode_value<T: Serialize + ?Sized>(value: &T, max: usize) -> Result<Bytes, WireError> {
-    let mut buf = Vec::with_capacity(64);
+    encode_value_vec(value, max).map(buffers::freeze)
+}
+
+/// [`encode_value`] into a buffer of this thread's (see [`buffers::scratch`]): hand it back
+/// with [`buffers::give`] once done with it, and the next value is encoded without allocating.
+pub fn encode_value_vec<T: Serialize + ?Sized>(
+    value: &T,
+    max: usize,
+) -> Result<Vec<u8>, WireError> {
+    let mut buf = buffers::scratch();
     let mut hit_limit = false;
     let result = rmp_serde::encode::write(
         &mut LimitedWriter {
@@ -376,7 +393,7 @@ pub fn encode_value<T: Serialize + ?Sized>(value: &T, max: usize) -> Result<Byte
             len: buf.len() + 1,
             max,
         }),
-        Ok(()) => return Ok(buffers::freeze(buf)),
+        Ok(()) => return Ok(buf),
         Err(err) => Err(WireError::Encode(err.to_string())),
     };
     buffers::give(buf);
@@ -391,6 +408,10 @@ pub fn call_overhead(method: &str) -> usize {
 
 /// Encodes a call frame around arguments already encoded as MessagePack, carrying `trace`
 /// (the caller's trace context) when given.
+///
+/// Written by hand rather than through [`FrameBuilder`]: its fields are a string, an integer
+/// and a fixed-size bin, and this is the one frame every call sends. The frame's buffer has
+/// exactly its size, so it becomes the frame without a second allocation.
 pub fn encode_call_raw(
     id: u64,
     method: &str,
@@ -400,16 +421,107 @@ pub fn encode_call_raw(
     max: usize,
 ) -> Result<Frame, WireError> {
     let deadline_ms = deadline.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let capacity = (LEN_PREFIX + call_overhead(method))
-        .saturating_add(args.len())
-        .min(max.saturating_add(LEN_PREFIX));
-    let mut builder = FrameBuilder::with_capacity(FrameKind::Call, id, max, capacity);
-    builder.str(method)?.opt_u64(deadline_ms)?;
-    if let Some(trace) = trace {
-        builder.bin(&trace.to_wire())?;
+    let body = (BODY_HEADER
+        + str_len(method)
+        + deadline_ms.map_or(1, uint_len)
+        + trace.map_or(0, |_| 2 + TRACE_WIRE_LEN))
+    .saturating_add(args.len());
+    let too_large = WireError::TooLarge { len: body, max };
+    if body > max {
+        return Err(too_large);
     }
-    builder.raw(args)?;
-    builder.finish()
+    let prefix = u32::try_from(body).map_err(|_| too_large)?;
+    let mut buf = buffers::take(LEN_PREFIX + body);
+    buf.put_u32(prefix);
+    buf.put_u8(FrameKind::Call as u8);
+    buf.put_u64(id);
+    put_str(&mut buf, method);
+    match deadline_ms {
+        Some(ms) => put_uint(&mut buf, ms),
+        None => buf.put_u8(NIL),
+    }
+    if let Some(trace) = trace {
+        buf.put_u8(BIN8);
+        buf.put_u8(TRACE_WIRE_LEN as u8);
+        buf.put_slice(&trace.to_wire());
+    }
+    buf.put_slice(args);
+    debug_assert_eq!(buf.len(), LEN_PREFIX + body);
+    Ok(Frame {
+        wire: buffers::freeze(buf),
+        kind: FrameKind::Call,
+    })
+}
+
+/// MessagePack's `nil`.
+const NIL: u8 = 0xc0;
+/// MessagePack's marker of a `bin` of up to 255 bytes.
+const BIN8: u8 = 0xc4;
+
+/// Appends `value` as a MessagePack string, in the shortest form.
+fn put_str(buf: &mut Vec<u8>, value: &str) {
+    let len = value.len();
+    match len {
+        0..32 => buf.put_u8(0xa0 | len as u8),
+        32..256 => {
+            buf.put_u8(0xd9);
+            buf.put_u8(len as u8);
+        }
+        256..65_536 => {
+            buf.put_u8(0xda);
+            buf.put_u16(len as u16);
+        }
+        _ => {
+            buf.put_u8(0xdb);
+            buf.put_u32(len as u32);
+        }
+    }
+    buf.put_slice(value.as_bytes());
+}
+
+/// Appends `value` as a MessagePack unsigned integer, in the shortest form.
+fn put_uint(buf: &mut Vec<u8>, value: u64) {
+    match value {
+        0..128 => buf.put_u8(value as u8),
+        128..256 => {
+            buf.put_u8(0xcc);
+            buf.put_u8(value as u8);
+        }
+        256..65_536 => {
+            buf.put_u8(0xcd);
+            buf.put_u16(value as u16);
+        }
+        65_536..=0xffff_ffff => {
+            buf.put_u8(0xce);
+            buf.put_u32(value as u32);
+        }
+        _ => {
+            buf.put_u8(0xcf);
+            buf.put_u64(value);
+        }
+    }
+}
+
+/// Bytes of `value` as a MessagePack string.
+fn str_len(value: &str) -> usize {
+    let marker = match value.len() {
+        0..32 => 1,
+        32..256 => 2,
+        256..65_536 => 3,
+        _ => 5,
+    };
+    marker + value.len()
+}
+
+/// Bytes of `value` as the smallest MessagePack unsigned integer.
+fn uint_len(value: u64) -> usize {
+    match value {
+        0..128 => 1,
+        128..256 => 2,
+        256..65_536 => 3,
+        65_536..=0xffff_ffff => 5,
+        _ => 9,
+    }
 }
 
 /// The client's first frame.
@@ -485,6 +597,20 @@ fn split_method(frame: &Frame) -> Result<(&str, &[u8]), WireError> {
 /// payload does not start with a method name.
 pub fn call_method(frame: &Frame) -> Option<&str> {
     split_method(frame).ok().map(|(method, _)| method)
+}
+
+/// Whether a call frame calls `method`. Compares bytes when the name is encoded as the short
+/// string an encoder writes for a name under 32 bytes, without checking it is UTF-8; decodes
+/// the name otherwise.
+pub fn calls_method(frame: &Frame, method: &str) -> bool {
+    let payload = &frame.wire()[HEADER_LEN..];
+    match payload.split_first() {
+        Some((&marker, rest)) if marker & 0xe0 == 0xa0 => {
+            let len = usize::from(marker & 0x1f);
+            rest.get(..len) == Some(method.as_bytes())
+        }
+        _ => call_method(frame) == Some(method),
+    }
 }
 
 /// Decodes a call frame's payload.
@@ -668,6 +794,79 @@ mod tests {
         );
         let err = encode_value(&(Bytes::from(vec![0u8; 500]),), 100).expect_err("fails");
         assert!(matches!(err, WireError::TooLarge { max: 100, .. }));
+    }
+
+    #[test]
+    fn a_call_frame_written_by_hand_is_the_frame_the_general_encoder_writes() {
+        let trace = TraceContext::new_root();
+        for method in ["m", &"x".repeat(40), &"y".repeat(300)] {
+            for deadline in [
+                None,
+                Some(5),
+                Some(200),
+                Some(60_000),
+                Some(100_000),
+                Some(1 << 40),
+            ] {
+                for trace in [None, Some(&trace)] {
+                    let deadline = deadline.map(Duration::from_millis);
+                    let args = args_bytes();
+                    let frame =
+                        encode_call_raw(1, method, deadline, trace, &args, 1 << 20).expect("fits");
+                    // The same frame through the general encoder.
+                    let mut builder = FrameBuilder::new(FrameKind::Call, 1, 1 << 20);
+                    builder
+                        .str(method)
+                        .and_then(|b| b.opt_u64(deadline.map(|d| d.as_millis() as u64)))
+                        .expect("fits");
+                    if let Some(trace) = trace {
+                        builder.bin(&trace.to_wire()).expect("fits");
+                    }
+                    builder.raw(&args).expect("fits");
+                    let reference = builder.finish().expect("fits");
+                    assert_eq!(frame, reference, "{method} {deadline:?} {trace:?}");
+                    let call = decode_call(&frame).expect("decodes");
+                    assert_eq!((call.method, call.deadline), (method, deadline));
+                }
+            }
+        }
+        let limit = reference_len("m", &args_bytes()) - 1;
+        assert!(matches!(
+            encode_call_raw(1, "m", None, None, &args_bytes(), limit),
+            Err(WireError::TooLarge { len, max }) if len == limit + 1 && max == limit
+        ));
+    }
+
+    /// The body length of an untraced call without a deadline.
+    fn reference_len(method: &str, args: &[u8]) -> usize {
+        encode_call(1, method, None, &(), 1 << 20)
+            .expect("fits")
+            .payload_len()
+            - 1
+            + BODY_HEADER
+            + args.len()
+    }
+
+    #[test]
+    fn calls_method_tells_the_called_method_however_its_name_is_encoded() {
+        let args = args_bytes();
+        let short = encode_call_raw(1, "$health", None, None, &args, 1024).expect("fits");
+        assert!(calls_method(&short, "$health"));
+        assert!(!calls_method(&short, "$healt"));
+        assert!(!calls_method(&short, "$healthy"));
+        // The same name as a `str8`, which a different encoder may write.
+        let mut builder = FrameBuilder::new(FrameKind::Call, 1, 1024);
+        builder
+            .raw(&[0xd9, 7])
+            .and_then(|b| b.raw(b"$health"))
+            .and_then(|b| b.opt_u64(None))
+            .and_then(|b| b.raw(&args))
+            .expect("fits");
+        let long = builder.finish().expect("fits");
+        assert!(calls_method(&long, "$health"));
+        assert!(!calls_method(&long, "add"));
+        let empty = Frame::empty(FrameKind::Call, 1);
+        assert!(!calls_method(&empty, "$health"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ impl Invoke for Managed {
     fn invoke<'a>(
         &'a self,
         method: &'static str,
-        args: Bytes,
+        args: &'a [u8],
         timeout: Option<Duration>,
     ) -> BoxFuture<'a, Result<Frame, Error>> {
         if self.monitoring.tracing {
@@ -30,19 +30,35 @@ impl Managed {
     async fn call_once(
         &self,
         method: &'static str,
-        args: Bytes,
+        args: &[u8],
         timeout: Option<Duration>,
         trace: Option<TraceContext>,
     ) -> Result<Frame, Error> {
         let started = Instant::now();
         let timeout = timeout.or(self.default_timeout);
-        let result = async {
-            let conn = self.wait_for_link(method, started, timeout).await?;
-            let remaining = timeout.map(|t| t.saturating_sub(started.elapsed()));
-            conn.call(method, &args, remaining, trace.as_ref()).await
-        }
-        .await;
+        let link = match self.live_link() {
+            Some(link) => link,
+            // Boxed: the wait is rare, and its future would make every call's larger.
+            None => Box::pin(self.wait_for_link(method, started, timeout)).await,
+        };
+        let result = match link {
+            Ok(conn) => {
+                let remaining = timeout.map(|t| t.saturating_sub(started.elapsed()));
+                conn.call(method, args, remaining, trace.as_ref()).await
+            }
+            Err(err) => Err(err),
+        };
         self.stats.conclude(method, started, timeout, result)
+    }
+
+    /// The live connection or the reason there will be none, when either is known without
+    /// waiting: the common case, a running process, needs no subscription.
+    fn live_link(&self) -> Option<Result<Arc<RpcConnection>, Error>> {
+        match &*self.link.borrow() {
+            Link::Up(conn) if !conn.is_closed() => Some(Ok(conn.clone())),
+            Link::Gone(err) => Some(Err(err.clone())),
+            _ => None,
+        }
     }
 
     /// The live connection, waiting through a (re)start until the call's deadline.
@@ -52,12 +68,6 @@ impl Managed {
         started: Instant,
         timeout: Option<Duration>,
     ) -> Result<Arc<RpcConnection>, Error> {
-        // The common case, a running process, needs no subscription.
-        match &*self.link.borrow() {
-            Link::Up(conn) if !conn.is_closed() => return Ok(conn.clone()),
-            Link::Gone(err) => return Err(err.clone()),
-            _ => {}
-        }
         let mut link = self.link.subscribe();
         loop {
             match &*link.borrow_and_update() {

@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use pm_core::trace::TraceContext;
 use pm_core::wire::Frame;
 use pm_core::{Error, MethodInfo, ProcessId, RemoteErrorKind};
@@ -221,7 +220,7 @@ impl PoolCore {
         &self,
         key: Option<u64>,
         method: &'static str,
-        args: Bytes,
+        args: &[u8],
         timeout: Option<Duration>,
         trace: Option<TraceContext>,
     ) -> Result<Frame, Error> {
@@ -278,7 +277,7 @@ impl PoolCore {
             let result = guard
                 .reserved
                 .conn
-                .call(method, &args, remaining, trace.as_ref())
+                .call(method, args, remaining, trace.as_ref())
                 .await;
             let done = Instant::now();
             let latency = done - sent;
@@ -384,7 +383,7 @@ impl Invoke for Route {
     fn invoke<'a>(
         &'a self,
         method: &'static str,
-        args: Bytes,
+        args: &'a [u8],
         timeout: Option<Duration>,
     ) -> BoxFuture<'a, Result<Frame, Error>> {
         if self.core.tracing {

@@ -1,6 +1,5 @@
 //! The client side of one connection: ids, multiplexing, deadlines, cancellation.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +10,7 @@ use pm_core::{Error, RemoteError, RemoteErrorKind};
 use pm_transport::{Connection, FrameReceiver, FrameSender};
 use tokio::sync::{oneshot, watch, Semaphore};
 
+use super::call_ids::CallIdMap;
 use crate::spawn::ExitReceiver;
 
 type Waiter = oneshot::Sender<Result<Frame, Error>>;
@@ -25,7 +25,7 @@ const EXIT_REASON_WAIT: Duration = Duration::from_millis(300);
 /// State shared by the callers and the reader task.
 struct Shared {
     process: String,
-    pending: Mutex<HashMap<u64, Waiter>>,
+    pending: Mutex<CallIdMap<Waiter>>,
     /// Set once the connection is gone; new calls fail with it.
     closed: Mutex<Option<Error>>,
     /// Raised the moment the reader sees the connection end, before it waits to learn how
@@ -77,7 +77,7 @@ impl RpcConnection {
         let (closed_signal, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             process: process.to_owned(),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(CallIdMap::default()),
             closed: Mutex::new(None),
             ended: std::sync::atomic::AtomicBool::new(false),
             closed_signal,
@@ -127,17 +127,20 @@ impl RpcConnection {
         };
         // Health checks do not queue behind calls: a process busy with `max_in_flight` long
         // calls is busy, not unhealthy (the process side gives them their own small bound).
+        // The waits for a slot and for a backlog to drain are rare, and boxed: their futures
+        // would otherwise make every call's future larger than the allocator's fast sizes.
         let _permit = if method == HEALTH_METHOD {
             None
         } else {
-            let acquire = self.permits.acquire();
-            let permit = match due {
-                Some(due) => tokio::time::timeout_at(due, acquire)
+            Some(match self.permits.try_acquire() {
+                Ok(permit) => permit,
+                Err(tokio::sync::TryAcquireError::Closed) => {
+                    return Err(Error::Transport("connection closed".into()))
+                }
+                Err(tokio::sync::TryAcquireError::NoPermits) => Box::pin(self.wait_for_slot(due))
                     .await
-                    .map_err(|_| timed_out())?,
-                None => acquire.await,
-            };
-            Some(permit.map_err(|_| Error::Transport("connection closed".into()))?)
+                    .ok_or_else(timed_out)??,
+            })
         };
         // A process that stops reading (stopped, hung) must not make its callers' frames pile
         // up without bound: wait, within the deadline, while too much is queued for it.
@@ -146,18 +149,8 @@ impl RpcConnection {
             .filter(|sender| sender.is_backlogged())
             .cloned();
         if let Some(sender) = backlogged {
-            // An abort ends the wait too: this clone must not keep the connection open.
-            let writable = async {
-                tokio::select! {
-                    () = sender.writable() => {}
-                    () = self.closed() => {}
-                }
-            };
-            match due {
-                Some(due) => tokio::time::timeout_at(due, writable)
-                    .await
-                    .map_err(|_| timed_out())?,
-                None => writable.await,
+            if !Box::pin(self.wait_writable(sender, due)).await {
+                return Err(timed_out());
             }
         }
         let remaining = due.map(|due| due.saturating_duration_since(tokio::time::Instant::now()));
@@ -189,6 +182,39 @@ impl RpcConnection {
                 wire::decode_error(&frame),
                 deadline,
             )),
+        }
+    }
+
+    /// A call slot, waited for until `due`: `None` when `due` passes first, an error when the
+    /// connection closes.
+    async fn wait_for_slot(
+        &self,
+        due: Option<tokio::time::Instant>,
+    ) -> Option<Result<tokio::sync::SemaphorePermit<'_>, Error>> {
+        let acquire = self.permits.acquire();
+        let permit = match due {
+            Some(due) => tokio::time::timeout_at(due, acquire).await.ok()?,
+            None => acquire.await,
+        };
+        Some(permit.map_err(|_| Error::Transport("connection closed".into())))
+    }
+
+    /// Waits until `sender` may take frames again or the connection ends; `false` when `due`
+    /// passes first. An abort ends the wait too: the clone of the sender held here must not
+    /// keep the connection open.
+    async fn wait_writable(&self, sender: FrameSender, due: Option<tokio::time::Instant>) -> bool {
+        let writable = async {
+            tokio::select! {
+                () = sender.writable() => {}
+                () = self.closed() => {}
+            }
+        };
+        match due {
+            Some(due) => tokio::time::timeout_at(due, writable).await.is_ok(),
+            None => {
+                writable.await;
+                true
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! The RPC layer: the multiplexing client connection and the process-side server.
 
+pub(crate) mod call_ids;
 pub(crate) mod client;
 pub(crate) mod handshake;
 pub(crate) mod server;

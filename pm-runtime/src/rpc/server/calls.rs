@@ -3,7 +3,7 @@
 
 use super::*;
 
-type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
+type InFlight = Arc<Mutex<crate::rpc::call_ids::CallIdMap<AbortHandle>>>;
 
 /// How many health checks may run at once on one connection. They do not take call slots
 /// (a process busy with long calls is busy, not unhealthy), so they get a bound of their own.
@@ -29,7 +29,7 @@ impl<P: Process> Drop for CallLoop<P> {
 /// Whether `frame` calls the health check (which bypasses the call slots). Reads only the
 /// method name: the call is decoded once, when it starts.
 fn is_health_call(frame: &Frame) -> bool {
-    wire::call_method(frame) == Some(HEALTH_METHOD)
+    wire::calls_method(frame, HEALTH_METHOD)
 }
 
 impl<P: Process> CallLoop<P> {
@@ -38,7 +38,7 @@ impl<P: Process> CallLoop<P> {
         Self {
             cell,
             sender,
-            in_flight: Arc::new(Mutex::new(HashMap::new())),
+            in_flight: Arc::new(Mutex::new(Default::default())),
             permits: Arc::new(Semaphore::new(opts.max_in_flight)),
             health_permits: Arc::new(Semaphore::new(HEALTH_CHECKS_IN_FLIGHT)),
             opts,

@@ -1,6 +1,5 @@
 //! The process side of a connection: handshake, `init`, and one task per call.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,0 +1,60 @@
+//! Makes a given number of `add` calls to a calculator child with a given number in flight,
+//! then exits: `call-count CALLS WIDTH`.
+//!
+//! Run it under `valgrind --tool=callgrind --trace-children=yes` twice, with two call counts,
+//! and the difference of the instructions each process executed, over the difference of the
+//! counts, is the instructions one call costs on each side. Unlike time on a shared machine,
+//! that figure barely moves between runs, so it tells apart changes of a few percent.
+//! `bench/count.sh` does all of it.
+
+use pm_examples::Calculator;
+use pm_runtime::prelude::*;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let calls: u64 = args
+        .next()
+        .ok_or("usage: call-count CALLS WIDTH")?
+        .parse()?;
+    let width: u64 = args
+        .next()
+        .ok_or("usage: call-count CALLS WIDTH")?
+        .parse()?;
+    let calculator = std::env::current_exe()?
+        .parent()
+        .ok_or("the executable has no directory")?
+        .join("bench-calculator");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let pm = ProcessManager::new(ProcessManagerConfig {
+            isolation: Isolation::Child,
+            transport: TransportKind::Ipc,
+            ..Default::default()
+        });
+        let calc = pm
+            .spawn::<Calculator>(&calculator, SpawnOptions::default())
+            .await?;
+        let calc = std::sync::Arc::new(calc);
+        let mut workers = tokio::task::JoinSet::new();
+        for w in 0..width.max(1) {
+            let calc = calc.clone();
+            let share = calls / width.max(1) + u64::from(w < calls % width.max(1));
+            workers.spawn(async move {
+                for i in 0..share {
+                    let i = i as i64;
+                    if calc.add(i, 1).await? != i + 1 {
+                        return Err(pm_runtime::Error::Protocol("a wrong sum".into()));
+                    }
+                }
+                Ok(())
+            });
+        }
+        while let Some(done) = workers.join_next().await {
+            done??;
+        }
+        pm.shutdown().await?;
+        Ok(())
+    })
+}
