@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Instructions per call on each side (manager, child), from two runs of `call-count` under
-# callgrind: `bench/count.sh [WIDTH] [CALLS]`. Deterministic where benchmark times are not,
+# callgrind: `bench/count.sh [WIDTH] [CALLS] [ISOLATION]` (child, worker or none; with worker
+# or none, "manager" is the whole process). Deterministic where benchmark times are not,
 # so it shows a change of a few percent; it counts work, not waiting or wake-ups.
 set -euo pipefail
 width=${1:-256}
 calls=${2:-20000}
+isolation=${3:-child}
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release -p pm-bench --bins >&2
 out=$(mktemp -d)
@@ -12,7 +14,7 @@ trap 'rm -rf "$out"' EXIT
 run() {
   mkdir -p "$out/$1"
   valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$out/$1/%p" \
-    "$target/release/call-count" "$1" "$width" > /dev/null 2> "$out/$1.log"
+    "$target/release/call-count" "$1" "$width" "$isolation" > /dev/null 2> "$out/$1.log"
 }
 totals() {
   # "manager child" instruction totals: the first process is the manager.
@@ -32,7 +34,8 @@ import sys
 calls = int(sys.argv[1])
 a = dict(l.split() for l in """$(totals "$calls")""".strip().splitlines())
 b = dict(l.split() for l in """$(totals "$((calls * 2))")""".strip().splitlines())
-for side in ("manager", "child"):
+sides = [s for s in ("manager", "child") if s in a]
+for side in sides:
     print(f"{side}: {(int(b[side]) - int(a[side])) / calls:.0f} instructions per call")
-print(f"both: {sum(int(b[s]) - int(a[s]) for s in ('manager', 'child')) / calls:.0f} instructions per call (width $width)")
+print(f"all: {sum(int(b[s]) - int(a[s]) for s in sides) / calls:.0f} instructions per call (width $width, $isolation)")
 PY

@@ -143,16 +143,19 @@ impl CallStats {
         }
     }
 
-    fn method(&self, name: &'static str) -> Arc<MethodStats> {
+    /// Runs `f` on the figures of method `name`, created on its first call. The common case,
+    /// a method seen before, takes the read lock only and clones nothing.
+    fn with_method(&self, name: &'static str, f: impl Fn(&MethodStats)) {
         if let Some(stats) = self
             .methods
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(name)
         {
-            return stats.clone();
+            return f(stats);
         }
-        self.methods
+        let stats = self
+            .methods
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .entry(name)
@@ -165,7 +168,8 @@ impl CallStats {
                     total_nanos: AtomicU64::new(0),
                 })
             })
-            .clone()
+            .clone();
+        f(&stats);
     }
 
     /// Records one call of `method` that took `latency` and ended at `now` (the caller has
@@ -174,17 +178,18 @@ impl CallStats {
         if !self.enabled {
             return;
         }
-        let stats = self.method(method);
-        stats.requests.fetch_add(1, Ordering::Relaxed);
-        if !ok {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
-        }
         let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         let seconds = latency.as_secs_f64();
         let bucket = BUCKETS.partition_point(|bound| *bound < seconds);
-        stats.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        stats.total_nanos.fetch_add(nanos, Ordering::Relaxed);
-        lock(&stats.latency).record(nanos, now);
+        self.with_method(method, |stats| {
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            if !ok {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            stats.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+            stats.total_nanos.fetch_add(nanos, Ordering::Relaxed);
+            lock(&stats.latency).record(nanos, now);
+        });
     }
 
     /// Ends a call begun at `started` with `timeout` as its deadline: records it, and reports

@@ -1,5 +1,6 @@
-//! Makes a given number of `add` calls to a calculator child with a given number in flight,
-//! then exits: `call-count CALLS WIDTH`.
+//! Makes a given number of `add` calls to a calculator with a given number in flight, then
+//! exits: `call-count CALLS WIDTH [child|worker|none]` (the calculator's isolation, `child` by
+//! default).
 //!
 //! Run it under `valgrind --tool=callgrind --trace-children=yes` twice, with two call counts,
 //! and the difference of the instructions each process executed, over the difference of the
@@ -20,6 +21,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("usage: call-count CALLS WIDTH")?
         .parse()?;
+    let isolation = match args.next().as_deref() {
+        None | Some("child") => Isolation::Child,
+        Some("worker") => Isolation::Worker,
+        Some("none") => Isolation::None,
+        Some(other) => return Err(format!("no isolation `{other}`: child, worker or none").into()),
+    };
     let calculator = std::env::current_exe()?
         .parent()
         .ok_or("the executable has no directory")?
@@ -29,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     rt.block_on(async {
         let pm = ProcessManager::new(ProcessManagerConfig {
-            isolation: Isolation::Child,
+            isolation,
             transport: TransportKind::Ipc,
             ..Default::default()
         });

@@ -340,11 +340,15 @@ async fn read_replies(
     exit_reason: Option<ExitReceiver>,
 ) {
     let mut aborted = shared.closed_signal.subscribe();
+    // One wait for the abort, polled on every turn (not a new one per frame received).
+    let abort = aborted.wait_for(|closed| *closed);
+    tokio::pin!(abort);
     let mut reason = loop {
         let received = tokio::select! {
-            received = receiver.recv() => received,
+            biased;
             // Aborted: the callers have their error; stop reading and release the socket.
-            _ = aborted.wait_for(|closed| *closed) => return,
+            _ = &mut abort => return,
+            received = receiver.recv() => received,
         };
         match received {
             Some(Ok(Incoming::Frame(frame))) => match frame.kind() {

@@ -55,7 +55,9 @@ impl<P: Process> CallLoop<P> {
             // stay bounded, and its socket pushes back on it.
             let backlogged = self.sender.is_backlogged();
             let can_read = waiting.len() < self.opts.max_in_flight && !backlogged;
+            // In this order: calls waiting for a slot start before more are read.
             let incoming = tokio::select! {
+                biased;
                 permit = self.permits.clone().acquire_owned(), if !waiting.is_empty() && !backlogged => {
                     let (Ok(permit), Some(frame)) = (permit, waiting.pop_front()) else {
                         continue;
@@ -200,9 +202,10 @@ impl<P: Process> CallLoop<P> {
             // drain: what a client that stops reading costs stays near the backlog limit
             // (plus the replies of the calls already running), not a reply per call read.
             // The wait counts against the call's deadline.
+            // The wait is rare, and boxed: its future would make every call's task larger.
             let future = std::pin::pin!(async {
                 if sender.is_backlogged() {
-                    sender.writable().await;
+                    Box::pin(sender.writable()).await;
                 }
                 future.await
             });
