@@ -84,6 +84,11 @@ impl FrameReader {
                     let mut frame = buffers::take(len);
                     frame.extend_from_slice(&self.buf);
                     self.buf.clear();
+                    // The decoder may have grown the chunk buffer for this frame (it does when
+                    // the frame follows a skipped oversized one): do not keep that capacity.
+                    if self.buf.capacity() > 2 * READ_CHUNK {
+                        self.buf = BytesMut::with_capacity(READ_CHUNK);
+                    }
                     self.large = Some((frame, len));
                     continue;
                 }
@@ -134,5 +139,45 @@ impl FrameReader {
                 Some(Err(TransportError::Io(err)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pm_core::wire::{encode_call, FrameKind};
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_large_frame_after_a_skipped_oversized_one_leaves_the_chunk_buffer_small() {
+        let max = 1 << 20;
+        let payload = |len: usize| (bytes::Bytes::from(vec![5u8; len]),);
+        let oversized = encode_call(1, "m", None, &payload(max + 10), 4 << 20).expect("fits");
+        let large = encode_call(2, "m", None, &payload(600 * 1024), 4 << 20).expect("fits");
+        // A pipe that holds one chunk at a time: the large frame arrives over many reads.
+        let (mut write, read) = tokio::io::duplex(READ_CHUNK);
+        let mut bytes = oversized.wire().to_vec();
+        bytes.extend_from_slice(large.wire());
+        let writer = tokio::spawn(async move { write.write_all(&bytes).await });
+        let mut reader = FrameReader::new(Box::pin(read), max);
+        assert!(matches!(
+            reader.next().await,
+            Some(Ok(Incoming::Oversize { id: 1, .. }))
+        ));
+        match reader.next().await {
+            Some(Ok(Incoming::Frame(frame))) => {
+                assert_eq!((frame.kind(), frame.id()), (FrameKind::Call, 2));
+                assert_eq!(frame, large);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            reader.buf.capacity() <= 2 * READ_CHUNK,
+            "the chunk buffer kept {} bytes",
+            reader.buf.capacity()
+        );
+        writer.await.expect("writer").expect("write");
+        assert!(reader.next().await.is_none());
     }
 }

@@ -66,13 +66,16 @@ impl Pool {
         }
     }
 
-    /// The smallest idle buffer of at least `capacity`, emptied.
+    /// The smallest idle buffer of at least `capacity` and at most twice that, emptied. A
+    /// much larger one is left for a larger frame: lent to a small one, it would stay held
+    /// for as long as any slice of that frame lives (a call's arguments, say).
     fn take(&mut self, capacity: usize) -> Option<Vec<u8>> {
+        let fits = capacity..=capacity.saturating_mul(2);
         let (index, _) = self
             .buffers
             .iter()
             .enumerate()
-            .filter(|(_, buffer)| buffer.capacity() >= capacity)
+            .filter(|(_, buffer)| fits.contains(&buffer.capacity()))
             .min_by_key(|(_, buffer)| buffer.capacity())?;
         let buffer = self.buffers.swap_remove(index);
         self.bytes -= buffer.capacity();
@@ -189,6 +192,14 @@ mod tests {
         assert!(buffer.capacity() >= 2 * POOLED_MIN && buffer.capacity() < 4 * POOLED_MIN);
         assert!(pool.take(8 * POOLED_MIN).is_none());
         assert_eq!(pool.buffers.len(), 2);
+        assert!(
+            pool.take(POOLED_MIN / 2 + POOLED_MIN / 4).is_some(),
+            "the smallest, at most twice as large"
+        );
+        assert!(
+            pool.take(POOLED_MIN).is_none(),
+            "left: one of four times the size asked for"
+        );
         assert_eq!(
             pool.bytes,
             pool.buffers.iter().map(Vec::capacity).sum::<usize>()

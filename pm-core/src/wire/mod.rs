@@ -667,7 +667,11 @@ pub fn encode_reply<T: Serialize + ?Sized>(
 
 /// Encodes a successful reply whose value is already MessagePack.
 pub fn encode_raw_reply(id: u64, msgpack: &[u8], max: usize) -> Result<Frame, WireError> {
-    let capacity = (HEADER_LEN + msgpack.len()).min(max.saturating_add(LEN_PREFIX));
+    let body = BODY_HEADER.saturating_add(msgpack.len());
+    if body > max {
+        return Err(WireError::TooLarge { len: body, max });
+    }
+    let capacity = LEN_PREFIX + body;
     let mut builder = FrameBuilder::with_capacity(FrameKind::ReplyOk, id, max, capacity);
     builder.raw(msgpack)?;
     builder.finish()
@@ -867,6 +871,19 @@ mod tests {
         assert!(!calls_method(&long, "add"));
         let empty = Frame::empty(FrameKind::Call, 1);
         assert!(!calls_method(&empty, "$health"));
+    }
+
+    #[test]
+    fn a_raw_reply_past_the_limit_is_refused_with_its_exact_length() {
+        let value = [0x90u8; 100];
+        assert!(encode_raw_reply(1, &value, BODY_HEADER + 100).is_ok());
+        assert_eq!(
+            encode_raw_reply(1, &value, BODY_HEADER + 99),
+            Err(WireError::TooLarge {
+                len: BODY_HEADER + 100,
+                max: BODY_HEADER + 99
+            })
+        );
     }
 
     #[test]
