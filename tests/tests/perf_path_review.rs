@@ -308,6 +308,17 @@ fn manager(max_frame_size: usize) -> ProcessManager {
     })
 }
 
+/// A calculator child of `pm`, spawned within `LIMIT`.
+async fn calculator(pm: &ProcessManager) -> ProcessHandle<Calculator> {
+    within(
+        "spawn",
+        LIMIT,
+        pm.spawn::<Calculator>(CALCULATOR, SpawnOptions::default()),
+    )
+    .await
+    .expect("spawns")
+}
+
 fn pattern(seed: u8, len: usize) -> Bytes {
     Bytes::from(
         (0..len)
@@ -322,13 +333,7 @@ fn pattern(seed: u8, len: usize) -> Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_large_echoes_come_back_intact() {
     let pm = manager(16 << 20);
-    let calc = within(
-        "spawn",
-        LIMIT,
-        pm.spawn::<Calculator>(CALCULATOR, SpawnOptions::default()),
-    )
-    .await
-    .expect("spawns");
+    let calc = calculator(&pm).await;
     let sizes = [
         64 * 1024 - 40,
         64 * 1024 - 20,
@@ -371,13 +376,7 @@ async fn concurrent_large_echoes_come_back_intact() {
 async fn arguments_at_the_frame_limit_are_sent_and_one_byte_more_is_refused() {
     let max = 256 * 1024;
     let pm = manager(max);
-    let calc = within(
-        "spawn",
-        LIMIT,
-        pm.spawn::<Calculator>(CALCULATOR, SpawnOptions::default()),
-    )
-    .await
-    .expect("spawns");
+    let calc = calculator(&pm).await;
     // `echo(Vec<u8>)` with bytes under 128: one byte each, inside an array16/array32 header
     // and the one-element argument array; find the largest accepted length.
     let limit = max - pm_core::wire::call_overhead("echo");
@@ -415,13 +414,7 @@ async fn arguments_at_the_frame_limit_are_sent_and_one_byte_more_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_at_the_edges_are_sent_and_honoured() {
     let pm = manager(1 << 20);
-    let calc = within(
-        "spawn",
-        LIMIT,
-        pm.spawn::<Calculator>(CALCULATOR, SpawnOptions::default()),
-    )
-    .await
-    .expect("spawns");
+    let calc = calculator(&pm).await;
     let forever = ProcessHandle::with_timeout(&calc, Duration::MAX);
     assert_eq!(
         within("no deadline", LIMIT, forever.add(1, 1))

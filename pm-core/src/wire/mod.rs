@@ -858,15 +858,13 @@ mod tests {
         assert!(calls_method(&short, "$health"));
         assert!(!calls_method(&short, "$healt"));
         assert!(!calls_method(&short, "$healthy"));
-        // The same name as a `str8`, which a different encoder may write.
-        let mut builder = FrameBuilder::new(FrameKind::Call, 1, 1024);
-        builder
-            .raw(&[0xd9, 7])
-            .and_then(|b| b.raw(b"$health"))
-            .and_then(|b| b.opt_u64(None))
-            .and_then(|b| b.raw(&args))
-            .expect("fits");
-        let long = builder.finish().expect("fits");
+        // The same frame with the name as a `str8`, which a different encoder may write: the
+        // fixstr marker becomes two bytes, and the length prefix grows by one.
+        let mut wire = short.wire().to_vec();
+        wire.splice(HEADER_LEN..=HEADER_LEN, [0xd9, 7]);
+        let body = u32::try_from(wire.len() - LEN_PREFIX).expect("small");
+        wire[..LEN_PREFIX].copy_from_slice(&body.to_be_bytes());
+        let long = Frame::from_wire(Bytes::from(wire)).expect("a valid frame");
         assert!(calls_method(&long, "$health"));
         assert!(!calls_method(&long, "add"));
         let empty = Frame::empty(FrameKind::Call, 1);
