@@ -1,9 +1,8 @@
-//! One connection's calls after the handshake: a task per call, bounded, cancellable, each
+//! One connection's calls after the handshake: each run by a runner task, bounded, cancellable, each
 //! ending in exactly one reply.
 
+use super::runners::{InFlight, Job, Runners};
 use super::*;
-
-type InFlight = Arc<Mutex<crate::rpc::call_ids::CallIdMap<AbortHandle>>>;
 
 /// How many health checks may run at once on one connection. They do not take call slots
 /// (a process busy with long calls is busy, not unhealthy), so they get a bound of their own.
@@ -15,6 +14,7 @@ pub(super) struct CallLoop<P: Process> {
     in_flight: InFlight,
     permits: Arc<Semaphore>,
     health_permits: Arc<Semaphore>,
+    runners: Runners,
     opts: ServeOptions,
 }
 
@@ -23,6 +23,7 @@ impl<P: Process> Drop for CallLoop<P> {
     /// killed), no call's task outlives it.
     fn drop(&mut self) {
         self.abort_all();
+        self.runners.close();
     }
 }
 
@@ -35,10 +36,12 @@ fn is_health_call(frame: &Frame) -> bool {
 impl<P: Process> CallLoop<P> {
     /// The calls of one accepted connection to `cell`, replying through `sender`.
     pub(super) fn new(cell: ProcessCell<P>, sender: FrameSender, opts: ServeOptions) -> Self {
+        let in_flight: InFlight = Arc::new(Mutex::new(Default::default()));
         Self {
+            runners: Runners::new(sender.clone(), in_flight.clone(), opts.max_frame),
             cell,
             sender,
-            in_flight: Arc::new(Mutex::new(Default::default())),
+            in_flight,
             permits: Arc::new(Semaphore::new(opts.max_in_flight)),
             health_permits: Arc::new(Semaphore::new(HEALTH_CHECKS_IN_FLIGHT)),
             opts,
@@ -191,33 +194,15 @@ impl<P: Process> CallLoop<P> {
                 return;
             }
         };
-        let deadline = call.deadline;
-        let sender = self.sender.clone();
-        let in_flight = self.in_flight.clone();
-        let max_frame = self.opts.max_frame;
+        let job = Job {
+            id,
+            permit,
+            future,
+            deadline: call.deadline,
+        };
+        // Registered under the lock the runner needs to deregister, so it cannot finish first.
         let mut registry = lock(&self.in_flight);
-        let task = tokio::spawn(async move {
-            let _permit = permit;
-            // A call read before its client's replies backed up waits to run until they
-            // drain: what a client that stops reading costs stays near the backlog limit
-            // (plus the replies of the calls already running), not a reply per call read.
-            // The wait counts against the call's deadline.
-            // The wait is rare, and boxed: its future would make every call's task larger.
-            let future = std::pin::pin!(async {
-                if sender.is_backlogged() {
-                    Box::pin(sender.writable()).await;
-                }
-                future.await
-            });
-            let frame = match run_call(future, deadline).await {
-                Ok(frame) => frame,
-                Err(error) => encode_error(id, &error, max_frame),
-            };
-            lock(&in_flight).remove(&id);
-            let _ = sender.send(frame);
-        });
-        // Registered under the lock the task needs to deregister, so it cannot finish first.
-        registry.insert(id, task.abort_handle());
+        self.runners.start(job, &mut registry);
     }
 
     fn cancel(&self, id: u64) {
@@ -352,7 +337,7 @@ fn call_future<P: Process>(
 }
 
 /// Runs a call's future within its deadline; a panic becomes an error.
-async fn run_call<F>(future: F, deadline: Option<Duration>) -> DispatchResult
+pub(super) async fn run_call<F>(future: F, deadline: Option<Duration>) -> DispatchResult
 where
     F: std::future::Future<Output = DispatchResult> + Unpin,
 {
@@ -382,11 +367,4 @@ pub(crate) async fn run_hooks(hooks: Vec<crate::process::BoxFuture<'static, ()>>
             Err(err) => tracing::error!(%err, "an on_shutdown hook was lost"),
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned registry only means a panic elsewhere; its map is still consistent.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -1,4 +1,5 @@
-//! The process side of a connection: handshake, `init`, and one task per call.
+//! The process side of a connection: handshake, `init`, and the calls, each run by a runner
+//! task.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -334,6 +335,14 @@ pub(crate) async fn build_instance<P: Process>(
 }
 
 mod calls;
+mod runners;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned registry only means a panic elsewhere; its map is still consistent.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 pub(crate) use calls::run_hooks;
 use calls::CallLoop;
