@@ -144,6 +144,9 @@ impl Shared {
     /// end): whoever took it has aborted this task too, which takes effect at its next wait,
     /// so the runner must not go idle and be handed another call. Its reply is not sent
     /// either: a shutdown that took it has answered for it already.
+    ///
+    /// The entry must be this task's, not just one under the call's id: a peer may reuse the
+    /// id of a call it cancelled for a new call, which another runner then runs.
     async fn run(&self, job: Job) -> bool {
         let Job {
             id,
@@ -167,8 +170,15 @@ impl Shared {
             Ok(frame) => frame,
             Err(error) => encode_error(id, &error, self.max_frame),
         };
-        if lock(&self.in_flight).remove(&id).is_none() {
-            return false;
+        {
+            let mut registry = lock(&self.in_flight);
+            let ours = registry
+                .get(&id)
+                .is_some_and(|task| Some(task.id()) == tokio::task::try_id());
+            if !ours {
+                return false;
+            }
+            registry.remove(&id);
         }
         let _ = self.sender.send(frame);
         true
