@@ -105,18 +105,7 @@ impl Host {
     /// # Panics
     /// If the handshake does not succeed within 30 s.
     pub async fn handshaken(&self, token: &str) -> pm_transport::Connection {
-        let mut conn = self.frames(token).await;
-        conn.sender.send(crate::hello_frame(token)).expect("hello");
-        let welcome = next_frame(&mut conn.receiver).await;
-        assert_eq!(welcome.kind(), FrameKind::Welcome, "{welcome:?}");
-        let mut init = FrameBuilder::new(FrameKind::Init, 1, 1 << 20);
-        init.raw(&[0xc0]).expect("nil");
-        conn.sender
-            .send(init.finish().expect("fits"))
-            .expect("init");
-        let ready = next_frame(&mut conn.receiver).await;
-        assert_eq!(ready.kind(), FrameKind::ReplyOk, "{ready:?}");
-        conn
+        handshake(self.frames(token).await, token).await
     }
 
     /// Its resident memory, in bytes.
@@ -166,4 +155,26 @@ pub async fn next_frame(receiver: &mut pm_transport::FrameReceiver) -> Frame {
         Ok(other) => panic!("expected a frame, got {other:?}"),
         Err(_) => panic!("no frame within 30 s"),
     }
+}
+
+/// Says hello with `token` on `conn` and sends `init` without dependencies; returns the
+/// connection once both are answered.
+///
+/// # Panics
+/// If either is not answered within 30 s, or not as expected.
+pub async fn handshake(
+    mut conn: pm_transport::Connection,
+    token: &str,
+) -> pm_transport::Connection {
+    conn.sender.send(crate::hello_frame(token)).expect("hello");
+    let welcome = next_frame(&mut conn.receiver).await;
+    assert_eq!(welcome.kind(), FrameKind::Welcome, "{welcome:?}");
+    let mut init = FrameBuilder::new(FrameKind::Init, 1, 1 << 20);
+    init.raw(&[0xc0]).expect("nil");
+    conn.sender
+        .send(init.finish().expect("fits"))
+        .expect("init");
+    let ready = next_frame(&mut conn.receiver).await;
+    assert_eq!(ready.kind(), FrameKind::ReplyOk, "{ready:?}");
+    conn
 }

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use pm_core::wire::{encode_call, Frame, FrameBuilder, FrameKind, Incoming};
+use pm_core::wire::{encode_call, Frame, FrameKind, Incoming};
 use pm_runtime::prelude::*;
 use pm_tests::within;
 use pm_transport::Connection;
@@ -100,22 +100,10 @@ async fn host_gate(name: &str) -> Hosted {
 
 /// A frame connection to `hosted` that has said hello and sent `init`, both answered.
 async fn handshaken(hosted: &Hosted) -> Connection {
-    let mut conn = pm_transport::connect(&hosted.address, TOKEN, 1 << 21)
+    let conn = pm_transport::connect(&hosted.address, TOKEN, 1 << 21)
         .await
         .expect("connect");
-    conn.sender
-        .send(pm_tests::hello_frame(TOKEN))
-        .expect("hello");
-    let welcome = next_frame(&mut conn, LIMIT).await.expect("a welcome");
-    assert_eq!(welcome.kind(), FrameKind::Welcome, "{welcome:?}");
-    let mut init = FrameBuilder::new(FrameKind::Init, 1, 1 << 20);
-    init.raw(&[0xc0]).expect("nil");
-    conn.sender
-        .send(init.finish().expect("fits"))
-        .expect("init");
-    let ready = next_frame(&mut conn, LIMIT).await.expect("init answered");
-    assert_eq!(ready.kind(), FrameKind::ReplyOk, "{ready:?}");
-    conn
+    pm_tests::standalone::handshake(conn, TOKEN).await
 }
 
 /// The next frame within `limit`; `None` when none came in time.
