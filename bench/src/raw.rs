@@ -116,6 +116,18 @@ impl RawPeer {
     }
 }
 
+impl RawPeer {
+    /// Closes our end and waits for the peer to exit on its own at end-of-stream (where
+    /// dropping the peer kills it): for a profiler that writes its output at exit.
+    ///
+    /// # Errors
+    /// When waiting for the child fails.
+    pub fn finish(mut self) -> io::Result<std::process::ExitStatus> {
+        self.stream = None;
+        self.child.wait()
+    }
+}
+
 impl Drop for RawPeer {
     fn drop(&mut self) {
         self.stream = None;

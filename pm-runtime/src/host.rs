@@ -452,6 +452,13 @@ pub fn run_process_main<P: Process>() -> ExitCode {
 /// Set to `0` to leave the allocator of a process binary as glibc configures it.
 pub const KEEP_BUFFERS_ENV: &str = "TITAN_PM_KEEP_BUFFERS";
 
+/// How long, in microseconds, a call's first poll in its connection's call loop may take
+/// before it counts against its method (200 by default); `0` polls no call in the loop, so
+/// every call runs on a runner task. Read once by each process that serves calls: a process
+/// binary, and a manager whose Worker and None instances serve in its own process. A value
+/// that is not a number means the default.
+pub const FIRST_POLL_BUDGET_ENV: &str = "TITAN_PM_FIRST_POLL_BUDGET_US";
+
 /// Lets the allocator of a process binary keep and reuse the large buffers that big messages
 /// need. By default glibc serves every block over 128 KiB with a fresh `mmap` and returns it
 /// on free, so each large call paid for mapping and faulting in its memory again (a fifth of

@@ -1,6 +1,8 @@
-//! One connection's calls after the handshake: each run by a runner task, bounded, cancellable, each
-//! ending in exactly one reply.
+//! One connection's calls after the handshake: each polled once where it is read, then (if it
+//! has something to wait for) run by a runner task, bounded, cancellable; each ending in
+//! exactly one reply.
 
+use super::first_poll::FirstPoll;
 use super::runners::{InFlight, Job, Runners};
 use super::*;
 
@@ -15,6 +17,7 @@ pub(super) struct CallLoop<P: Process> {
     permits: Arc<Semaphore>,
     health_permits: Arc<Semaphore>,
     runners: Runners,
+    first_poll: FirstPoll,
     opts: ServeOptions,
 }
 
@@ -44,6 +47,7 @@ impl<P: Process> CallLoop<P> {
             in_flight,
             permits: Arc::new(Semaphore::new(opts.max_in_flight)),
             health_permits: Arc::new(Semaphore::new(HEALTH_CHECKS_IN_FLIGHT)),
+            first_poll: FirstPoll::new(),
             opts,
         }
     }
@@ -187,13 +191,26 @@ impl<P: Process> CallLoop<P> {
                 return;
             }
         };
-        let future = match call_future::<P>(&self.cell, call.method, call.args, call.trace, reply) {
+        let method = call.method;
+        let mut future = match call_future::<P>(&self.cell, method, call.args, call.trace, reply) {
             Ok(future) => future,
             Err(error) => {
                 self.send(encode_error(id, &error, self.opts.max_frame));
                 return;
             }
         };
+        // A call read while its client's replies are backed up waits for them to drain on
+        // its runner; any other may finish here (see `first_poll`).
+        if !self.sender.is_backlogged() && self.first_poll.allows(method) {
+            if let Some(result) = self.first_poll.poll(method, &mut future) {
+                drop(future);
+                self.send(
+                    result.unwrap_or_else(|error| encode_error(id, &error, self.opts.max_frame)),
+                );
+                drop(permit);
+                return;
+            }
+        }
         let job = Job {
             id,
             permit,

@@ -1,5 +1,5 @@
-//! The process side of a connection: handshake, `init`, and the calls, each run by a runner
-//! task.
+//! The process side of a connection: handshake, `init`, and the calls, each polled once where
+//! it is read and, if it waits for something, run on by a runner task.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -335,6 +335,7 @@ pub(crate) async fn build_instance<P: Process>(
 }
 
 mod calls;
+mod first_poll;
 mod runners;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
