@@ -2,7 +2,7 @@
 //! has something to wait for) run by a runner task, bounded, cancellable; each ending in
 //! exactly one reply.
 
-use super::first_poll::FirstPoll;
+use super::first_poll::{FirstPoll, Placement};
 use super::runners::{InFlight, Job, Runners};
 use super::*;
 
@@ -17,7 +17,7 @@ pub(super) struct CallLoop<P: Process> {
     permits: Arc<Semaphore>,
     health_permits: Arc<Semaphore>,
     runners: Runners,
-    first_poll: FirstPoll,
+    first_poll: Arc<FirstPoll>,
     opts: ServeOptions,
 }
 
@@ -40,14 +40,20 @@ impl<P: Process> CallLoop<P> {
     /// The calls of one accepted connection to `cell`, replying through `sender`.
     pub(super) fn new(cell: ProcessCell<P>, sender: FrameSender, opts: ServeOptions) -> Self {
         let in_flight: InFlight = Arc::new(Mutex::new(Default::default()));
+        let first_poll = Arc::new(FirstPoll::new());
         Self {
-            runners: Runners::new(sender.clone(), in_flight.clone(), opts.max_frame),
+            runners: Runners::new(
+                sender.clone(),
+                in_flight.clone(),
+                first_poll.clone(),
+                opts.max_frame,
+            ),
             cell,
             sender,
             in_flight,
             permits: Arc::new(Semaphore::new(opts.max_in_flight)),
             health_permits: Arc::new(Semaphore::new(HEALTH_CHECKS_IN_FLIGHT)),
-            first_poll: FirstPoll::new(),
+            first_poll,
             opts,
         }
     }
@@ -200,8 +206,13 @@ impl<P: Process> CallLoop<P> {
             }
         };
         // A call read while its client's replies are backed up waits for them to drain on
-        // its runner; any other may finish here (see `first_poll`).
-        if !self.sender.is_backlogged() && self.first_poll.allows(method) {
+        // its runner; a call of a method seen to be quick may finish here (see `first_poll`).
+        let placement = if self.sender.is_backlogged() {
+            Placement::Runner
+        } else {
+            self.first_poll.place(method)
+        };
+        if placement == Placement::Loop {
             if let Some(result) = self.first_poll.poll(method, &mut future) {
                 drop(future);
                 self.send(
@@ -216,6 +227,10 @@ impl<P: Process> CallLoop<P> {
             permit,
             future,
             deadline: call.deadline,
+            probe: match placement {
+                Placement::Probe(ticket) => Some(ticket),
+                Placement::Loop | Placement::Runner => None,
+            },
         };
         // Registered under the lock the runner needs to deregister, so it cannot finish first.
         let mut registry = lock(&self.in_flight);

@@ -3,26 +3,32 @@
 //! Most calls finish the first time they are polled: `add` has nothing to wait for. Handing
 //! such a call to a runner task costs more than the call: the hand-over, the runner's wake-up,
 //! the registry entry a cancel would need, and a timer for its deadline. So the call loop
-//! polls each call once, where it decoded it, and a call that finishes there is answered at
-//! once. A call that has something to wait for goes to a runner, as every call did before,
-//! and is cancellable, bounded by its deadline and aborted with the connection from there.
+//! polls the calls of a method it has seen to be quick once, where it decoded them, and a call
+//! that finishes there is answered at once. A call that has something to wait for goes on to
+//! a runner, as every call did before, and is cancellable, bounded by its deadline and aborted
+//! with the connection from there.
 //!
 //! What a poll in the call loop must not do is hold the loop up: while it runs, no frame is
 //! read, so no cancel, health check or shutdown gets through. A method that blocks its
-//! thread (CPU-bound or synchronous code) would do that. So each first poll is timed, and a
-//! method whose first poll took longer than [`DEFAULT_BUDGET`] [`STRIKES`] times is not polled in the
-//! loop again on that connection: its calls go straight to runners. A thread preempted in the
-//! middle of a quick poll (a loaded machine does that) makes one slow poll now and then, not
-//! several in a row, so the strikes of a method not yet moved off are forgiven every
-//! [`FORGIVE_AFTER`] polls. A blocking method costs the loop [`STRIKES`] slow polls; the fast
-//! path costs two clock reads. [`FIRST_POLL_BUDGET_ENV`] sets another budget, or turns this
-//! off.
+//! thread (CPU-bound or synchronous code) would do that. So:
+//! - **A method is on probation first.** Its calls run on runners, timed from start to
+//!   reply; after [`PROMOTE_AFTER`] calls in a row that each took no longer than the budget
+//!   ([`DEFAULT_BUDGET`]), its calls are polled in the loop. A method that blocks never gets
+//!   there, so the loop never waits on it.
+//! - **A promoted method can strike out.** Each first poll in the loop is timed; a method
+//!   whose first poll took longer than the budget [`STRIKES`] times is not polled in the loop
+//!   again on that connection. A thread preempted in the middle of a quick poll (a loaded
+//!   machine does that) makes one slow poll now and then, not several in a row, so strikes
+//!   are forgiven every [`FORGIVE_AFTER`] polls. A quick method that starts to block costs the
+//!   loop at most [`STRIKES`] slow polls.
+//!
+//! [`FIRST_POLL_BUDGET_ENV`] sets another budget, or turns polling in the loop off.
 //!
 //! The poll uses a no-op waker. A call that is not finished has registered it wherever it
 //! waits; the runner's first poll registers the runner's waker in its place, as every future
 //! must on each poll, and looks again at whatever the no-op wake-up would have announced.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -34,9 +40,22 @@ use crate::catch::panic_message;
 use crate::host::FIRST_POLL_BUDGET_ENV;
 use crate::process::{BoxFuture, DispatchResult};
 
-/// A first poll longer than this is a strike against its method, unless
+/// A call or first poll longer than this does not count as quick, unless
 /// [`FIRST_POLL_BUDGET_ENV`] sets another budget.
 pub(super) const DEFAULT_BUDGET: Duration = Duration::from_micros(200);
+
+/// Quick calls in a row on runners after which a method's calls are polled in the loop.
+pub(super) const PROMOTE_AFTER: u32 = 8;
+
+/// Slow first polls, within [`FORGIVE_AFTER`] polls, after which a method's calls go to
+/// runners for good.
+pub(super) const STRIKES: u32 = 3;
+
+/// Every this many first polls in the loop, strikes are forgiven.
+pub(super) const FORGIVE_AFTER: u32 = 1024;
+
+/// At most this many methods are tracked; calls of any other go to runners.
+const MAX_TRACKED: usize = 64;
 
 /// This process's budget: `None` when no call is to be polled in the loop.
 fn budget() -> Option<Duration> {
@@ -53,32 +72,49 @@ fn budget() -> Option<Duration> {
     })
 }
 
-/// This many strikes, within [`FORGIVE_AFTER`] polls, and a method's calls go to runners only.
-pub(super) const STRIKES: u32 = 3;
+/// Where a call of a method runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// Polled once in the loop.
+    Loop,
+    /// On a runner, timed: report the outcome with [`FirstPoll::probed`] and this ticket.
+    Probe(Ticket),
+    /// On a runner.
+    Runner,
+}
 
-/// Every this many first polls, the strikes of methods not yet moved off are forgiven.
-pub(super) const FORGIVE_AFTER: u32 = 1024;
+/// Which tracked method a probing call was of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ticket(usize);
 
-/// At most this many methods are tracked; past that, no call is polled in the loop at all (a
-/// process with that many blocking methods gains nothing from it).
-const MAX_TRACKED: usize = 32;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// On runners, with this many quick calls in a row.
+    Probation(u32),
+    /// Polled in the loop, with this many strikes.
+    Promoted(u32),
+    /// On runners for good.
+    StruckOut,
+}
 
-/// Which methods of one connection are polled in its call loop. Used by the call loop's task
-/// only; the atomics make it `Sync`, as the loop's future needs, not shared.
+#[derive(Debug)]
+struct Tracked {
+    method: Box<str>,
+    standing: Standing,
+}
+
+/// Where one connection's calls run, by method. Shared by the call loop, which asks and
+/// times its polls, and the runners, which report how long probing calls took.
 #[derive(Debug)]
 pub(super) struct FirstPoll {
-    /// A first poll longer than this is a strike; `None`: no call is polled in the loop.
+    /// A call or first poll longer than this is slow; `None`: no call is polled in the loop.
     budget: Option<Duration>,
-    /// Set once a method was moved off the loop: until then, no lookup is needed.
-    any_moved: AtomicBool,
-    /// Set once a method has a strike: until then, nothing needs forgiving.
-    any_strikes: AtomicBool,
-    /// Set when more methods struck out than are tracked: nothing is polled in the loop.
-    off: AtomicBool,
-    /// First polls since strikes were last forgiven.
+    /// First polls in the loop since strikes were last forgiven. Only the loop counts: a load
+    /// and a store, no read-modify-write.
     polls: AtomicU32,
-    /// Methods with strikes, and how many.
-    struck: Mutex<Vec<(Box<str>, u32)>>,
+    /// Methods seen, in the order first seen (a ticket is an index: entries are never
+    /// removed).
+    methods: Mutex<Vec<Tracked>>,
 }
 
 impl FirstPoll {
@@ -90,28 +126,63 @@ impl FirstPoll {
     fn with_budget(budget: Option<Duration>) -> Self {
         Self {
             budget,
-            any_moved: AtomicBool::new(budget.is_none()),
-            any_strikes: AtomicBool::new(false),
-            off: AtomicBool::new(budget.is_none()),
             polls: AtomicU32::new(0),
-            struck: Mutex::new(Vec::new()),
+            methods: Mutex::new(Vec::new()),
         }
     }
 
-    /// Whether a call of `method` is polled in the call loop.
-    pub(super) fn allows(&self, method: &str) -> bool {
-        if !self.any_moved.load(Ordering::Relaxed) {
-            return true;
+    /// Where a call of `method` runs.
+    pub(super) fn place(&self, method: &str) -> Placement {
+        if self.budget.is_none() {
+            return Placement::Runner;
         }
-        !self.off.load(Ordering::Relaxed)
-            && !lock(&self.struck)
-                .iter()
-                .any(|(m, strikes)| &**m == method && *strikes >= STRIKES)
+        let mut methods = lock(&self.methods);
+        let index = match methods.iter().position(|t| &*t.method == method) {
+            Some(index) => index,
+            None if methods.len() < MAX_TRACKED => {
+                methods.push(Tracked {
+                    method: method.into(),
+                    standing: Standing::Probation(0),
+                });
+                methods.len() - 1
+            }
+            None => return Placement::Runner,
+        };
+        match methods[index].standing {
+            Standing::Promoted(_) => Placement::Loop,
+            Standing::Probation(_) => Placement::Probe(Ticket(index)),
+            Standing::StruckOut => Placement::Runner,
+        }
     }
 
-    /// Polls `future`, a call of `method`, once, here. `Some` with its result when it
-    /// finished (a panic is an error result; the future must then be dropped), `None` when it
-    /// waits for something and must go to a runner.
+    /// A probing call placed with `ticket` took `took`, from its start on a runner to its
+    /// reply.
+    pub(super) fn probed(&self, ticket: Ticket, took: Duration) {
+        let Some(budget) = self.budget else {
+            return;
+        };
+        let mut methods = lock(&self.methods);
+        let Some(tracked) = methods.get_mut(ticket.0) else {
+            return;
+        };
+        if let Standing::Probation(quick) = tracked.standing {
+            tracked.standing = if took > budget {
+                Standing::Probation(0)
+            } else if quick + 1 >= PROMOTE_AFTER {
+                tracing::debug!(
+                    method = &*tracked.method,
+                    "calls are polled in the call loop"
+                );
+                Standing::Promoted(0)
+            } else {
+                Standing::Probation(quick + 1)
+            };
+        }
+    }
+
+    /// Polls `future`, a call of `method` placed in the loop, once, here. `Some` with its
+    /// result when it finished (a panic is an error result; the future must then be dropped),
+    /// `None` when it waits for something and must go to a runner.
     pub(super) fn poll(
         &self,
         method: &str,
@@ -137,8 +208,7 @@ impl FirstPoll {
         }
     }
 
-    /// Counts a poll, and forgives the strikes of methods not moved off every
-    /// [`FORGIVE_AFTER`] of them. One thread counts: a load and a store, no read-modify-write.
+    /// Counts a poll in the loop, and forgives strikes every [`FORGIVE_AFTER`] of them.
     fn count_poll(&self) {
         let polls = self.polls.load(Ordering::Relaxed) + 1;
         if polls < FORGIVE_AFTER {
@@ -146,41 +216,29 @@ impl FirstPoll {
             return;
         }
         self.polls.store(0, Ordering::Relaxed);
-        if self.any_strikes.load(Ordering::Relaxed) {
-            let mut struck = lock(&self.struck);
-            struck.retain(|(_, strikes)| *strikes >= STRIKES);
-            self.any_strikes
-                .store(!struck.is_empty(), Ordering::Relaxed);
+        for tracked in lock(&self.methods).iter_mut() {
+            if let Standing::Promoted(strikes) = &mut tracked.standing {
+                *strikes = 0;
+            }
         }
     }
 
     fn strike(&self, method: &str, took: Duration) {
-        let mut struck = lock(&self.struck);
-        self.any_strikes.store(true, Ordering::Relaxed);
-        let tracked = struck.len();
-        let strikes = match struck.iter_mut().find(|(m, _)| &**m == method) {
-            Some((_, strikes)) => {
-                *strikes += 1;
-                *strikes
-            }
-            None if tracked < MAX_TRACKED => {
-                struck.push((method.into(), 1));
-                1
-            }
-            None => {
-                self.off.store(true, Ordering::Relaxed);
-                self.any_moved.store(true, Ordering::Relaxed);
-                tracing::debug!("many methods' first polls took long: every call goes to runners");
-                return;
-            }
+        let mut methods = lock(&self.methods);
+        let Some(tracked) = methods.iter_mut().find(|t| &*t.method == method) else {
+            return;
         };
-        if strikes == STRIKES {
-            self.any_moved.store(true, Ordering::Relaxed);
-            tracing::debug!(
-                method,
-                ?took,
-                "a call's first poll took long again: this method's calls go to runners from now on"
-            );
+        if let Standing::Promoted(strikes) = tracked.standing {
+            tracked.standing = if strikes + 1 >= STRIKES {
+                tracing::debug!(
+                    method,
+                    ?took,
+                    "a call's first poll took long again: this method's calls go to runners from now on"
+                );
+                Standing::StruckOut
+            } else {
+                Standing::Promoted(strikes + 1)
+            };
         }
     }
 }
@@ -189,46 +247,15 @@ impl FirstPoll {
 mod tests {
     use super::*;
 
+    fn first_poll() -> FirstPoll {
+        FirstPoll::with_budget(Some(DEFAULT_BUDGET))
+    }
+
     fn ready(id: u64) -> BoxFuture<'static, DispatchResult> {
         Box::pin(async move {
             pm_core::wire::encode_reply(id, &id, 1024)
                 .map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e.to_string()))
         })
-    }
-
-    #[test]
-    fn a_call_with_nothing_to_wait_for_finishes_in_its_first_poll() {
-        let first = FirstPoll::with_budget(Some(DEFAULT_BUDGET));
-        let mut future = ready(7);
-        let frame = first
-            .poll("add", &mut future)
-            .expect("finished")
-            .expect("ok");
-        assert_eq!(frame.id(), 7);
-        assert!(first.allows("add"));
-    }
-
-    #[test]
-    fn a_call_that_waits_is_left_for_a_runner() {
-        let first = FirstPoll::with_budget(Some(DEFAULT_BUDGET));
-        let mut future: BoxFuture<'static, DispatchResult> = Box::pin(async {
-            std::future::pending::<()>().await;
-            unreachable!("never woken")
-        });
-        assert!(first.poll("wait", &mut future).is_none());
-        assert!(first.allows("wait"));
-    }
-
-    #[test]
-    fn a_panic_in_the_first_poll_is_an_error_result() {
-        let first = FirstPoll::with_budget(Some(DEFAULT_BUDGET));
-        let mut future: BoxFuture<'static, DispatchResult> = Box::pin(async { panic!("boom") });
-        let error = first
-            .poll("boom", &mut future)
-            .expect("finished")
-            .expect_err("a panic");
-        assert_eq!(error.kind, RemoteErrorKind::Panic);
-        assert!(error.message.contains("boom"), "{error:?}");
     }
 
     fn blocking() -> BoxFuture<'static, DispatchResult> {
@@ -239,23 +266,105 @@ mod tests {
         })
     }
 
+    /// Puts `method` through probation with quick calls.
+    fn promote(first: &FirstPoll, method: &str) {
+        for _ in 0..PROMOTE_AFTER {
+            let Placement::Probe(ticket) = first.place(method) else {
+                panic!("{method} is not on probation");
+            };
+            first.probed(ticket, DEFAULT_BUDGET / 10);
+        }
+        assert_eq!(first.place(method), Placement::Loop);
+    }
+
     #[test]
-    fn a_method_whose_first_polls_block_is_not_polled_in_the_loop_again() {
-        let first = FirstPoll::with_budget(Some(DEFAULT_BUDGET));
+    fn a_new_method_runs_on_runners_until_enough_of_its_calls_in_a_row_were_quick() {
+        let first = first_poll();
+        for _ in 0..PROMOTE_AFTER - 1 {
+            let Placement::Probe(ticket) = first.place("add") else {
+                panic!("not on probation");
+            };
+            first.probed(ticket, DEFAULT_BUDGET / 10);
+        }
+        // A slow one starts the count again.
+        let Placement::Probe(ticket) = first.place("add") else {
+            panic!("not on probation");
+        };
+        first.probed(ticket, DEFAULT_BUDGET * 2);
+        assert!(matches!(first.place("add"), Placement::Probe(_)));
+        promote(&first, "add");
+        assert!(
+            matches!(first.place("crunch"), Placement::Probe(_)),
+            "each method has its own standing"
+        );
+    }
+
+    #[test]
+    fn a_call_with_nothing_to_wait_for_finishes_in_its_first_poll() {
+        let first = first_poll();
+        let mut future = ready(7);
+        let frame = first
+            .poll("add", &mut future)
+            .expect("finished")
+            .expect("ok");
+        assert_eq!(frame.id(), 7);
+    }
+
+    #[test]
+    fn a_call_that_waits_is_left_for_a_runner() {
+        let first = first_poll();
+        let mut future: BoxFuture<'static, DispatchResult> = Box::pin(async {
+            std::future::pending::<()>().await;
+            unreachable!("never woken")
+        });
+        assert!(first.poll("wait", &mut future).is_none());
+    }
+
+    #[test]
+    fn a_panic_in_the_first_poll_is_an_error_result() {
+        let first = first_poll();
+        let mut future: BoxFuture<'static, DispatchResult> = Box::pin(async { panic!("boom") });
+        let error = first
+            .poll("boom", &mut future)
+            .expect("finished")
+            .expect_err("a panic");
+        assert_eq!(error.kind, RemoteErrorKind::Panic);
+        assert!(error.message.contains("boom"), "{error:?}");
+    }
+
+    #[test]
+    fn a_promoted_method_whose_first_polls_block_goes_to_runners_for_good() {
+        let first = first_poll();
+        promote(&first, "crunch");
+        promote(&first, "add");
         for strike in 1..=STRIKES {
-            assert!(first.allows("crunch"), "before strike {strike}");
+            assert_eq!(
+                first.place("crunch"),
+                Placement::Loop,
+                "before strike {strike}"
+            );
             assert!(first.poll("crunch", &mut blocking()).is_some());
         }
-        assert!(!first.allows("crunch"));
-        assert!(
-            first.allows("add"),
+        assert_eq!(first.place("crunch"), Placement::Runner);
+        for i in 0..2 * FORGIVE_AFTER {
+            assert!(first.poll("add", &mut ready(u64::from(i))).is_some());
+        }
+        assert_eq!(
+            first.place("crunch"),
+            Placement::Runner,
+            "struck out for good"
+        );
+        assert_eq!(
+            first.place("add"),
+            Placement::Loop,
             "only the slow method is moved off the loop"
         );
     }
 
     #[test]
     fn an_occasional_slow_poll_is_forgiven() {
-        let first = FirstPoll::with_budget(Some(DEFAULT_BUDGET));
+        let first = first_poll();
+        promote(&first, "add");
         for _ in 0..3 * STRIKES {
             for _ in 0..STRIKES - 1 {
                 assert!(first.poll("add", &mut blocking()).is_some());
@@ -264,34 +373,24 @@ mod tests {
                 assert!(first.poll("add", &mut ready(u64::from(i))).is_some());
             }
         }
-        assert!(first.allows("add"));
-    }
-
-    #[test]
-    fn a_method_moved_off_stays_off_past_the_forgiving() {
-        let first = FirstPoll::with_budget(Some(DEFAULT_BUDGET));
-        for _ in 0..STRIKES {
-            first.strike("crunch", DEFAULT_BUDGET * 2);
-        }
-        for i in 0..2 * FORGIVE_AFTER {
-            assert!(first.poll("add", &mut ready(u64::from(i))).is_some());
-        }
-        assert!(!first.allows("crunch"));
+        assert_eq!(first.place("add"), Placement::Loop);
     }
 
     #[test]
     fn a_budget_of_zero_polls_no_call_in_the_loop() {
         let first = FirstPoll::with_budget(None);
-        assert!(!first.allows("add"));
+        for _ in 0..2 * PROMOTE_AFTER {
+            assert_eq!(first.place("add"), Placement::Runner);
+        }
     }
 
     #[test]
-    fn past_the_tracked_methods_nothing_is_polled_in_the_loop() {
-        let first = FirstPoll::with_budget(Some(DEFAULT_BUDGET));
-        for i in 0..=MAX_TRACKED {
-            first.strike(&format!("m{i}"), DEFAULT_BUDGET * 2);
+    fn past_the_tracked_methods_calls_go_to_runners() {
+        let first = first_poll();
+        for i in 0..MAX_TRACKED {
+            assert!(matches!(first.place(&format!("m{i}")), Placement::Probe(_)));
         }
-        assert!(!first.allows("add"));
-        assert!(!first.allows("m0"));
+        assert_eq!(first.place("one_too_many"), Placement::Runner);
+        assert!(matches!(first.place("m0"), Placement::Probe(_)));
     }
 }

@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use super::calls::run_call;
+use super::first_poll::{FirstPoll, Ticket};
 use super::*;
 use crate::rpc::call_ids::CallIdMap;
 
@@ -30,6 +31,9 @@ pub(super) struct Job {
     pub(super) permit: OwnedSemaphorePermit,
     pub(super) future: crate::process::BoxFuture<'static, DispatchResult>,
     pub(super) deadline: Option<Duration>,
+    /// Set when the call is timed for its method's probation: how long it took, from its
+    /// start here to its reply, is reported to the connection's [`FirstPoll`].
+    pub(super) probe: Option<Ticket>,
 }
 
 /// The runners of one connection.
@@ -41,6 +45,7 @@ pub(super) struct Runners {
 struct Shared {
     sender: FrameSender,
     in_flight: InFlight,
+    first_poll: Arc<FirstPoll>,
     max_frame: usize,
     idle: Mutex<Idle>,
 }
@@ -63,11 +68,17 @@ struct Runner {
 }
 
 impl Runners {
-    pub(super) fn new(sender: FrameSender, in_flight: InFlight, max_frame: usize) -> Self {
+    pub(super) fn new(
+        sender: FrameSender,
+        in_flight: InFlight,
+        first_poll: Arc<FirstPoll>,
+        max_frame: usize,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 sender,
                 in_flight,
+                first_poll,
                 max_frame,
                 idle: Mutex::new(Idle {
                     runners: Vec::new(),
@@ -153,8 +164,10 @@ impl Shared {
             permit,
             future,
             deadline,
+            probe,
         } = job;
         let _permit = permit;
+        let started = probe.map(|ticket| (ticket, std::time::Instant::now()));
         // A call read before its client's replies backed up waits to run until they drain:
         // what a client that stops reading costs stays near the backlog limit (plus the
         // replies of the calls already running), not a reply per call read. The wait counts
@@ -170,6 +183,9 @@ impl Shared {
             Ok(frame) => frame,
             Err(error) => encode_error(id, &error, self.max_frame),
         };
+        if let Some((ticket, started)) = started {
+            self.first_poll.probed(ticket, started.elapsed());
+        }
         {
             let mut registry = lock(&self.in_flight);
             let ours = registry
@@ -206,6 +222,7 @@ mod tests {
             permit: slots.clone().try_acquire_owned().expect("a free slot"),
             future,
             deadline: None,
+            probe: None,
         }
     }
 
@@ -221,7 +238,12 @@ mod tests {
     async fn a_runner_goes_idle_after_its_call_and_runs_the_next_one_it_is_handed() {
         let (ours, mut peer) = pm_transport::channel_pair();
         let in_flight: InFlight = Arc::default();
-        let runners = Runners::new(ours.sender, in_flight.clone(), 1024);
+        let runners = Runners::new(
+            ours.sender,
+            in_flight.clone(),
+            Arc::new(FirstPoll::new()),
+            1024,
+        );
         let slots = Arc::new(Semaphore::new(4));
         for id in 1..=3 {
             runners.start(
@@ -246,7 +268,12 @@ mod tests {
     async fn a_runner_aborted_as_its_call_finishes_is_not_handed_another_call() {
         let (ours, mut peer) = pm_transport::channel_pair();
         let in_flight: InFlight = Arc::default();
-        let runners = Runners::new(ours.sender, in_flight.clone(), 1024);
+        let runners = Runners::new(
+            ours.sender,
+            in_flight.clone(),
+            Arc::new(FirstPoll::new()),
+            1024,
+        );
         let slots = Arc::new(Semaphore::new(4));
         let (started_tx, started) = mpsc::channel();
         let (go, go_rx) = mpsc::channel::<()>();
