@@ -1,6 +1,11 @@
 //! Review of the first poll in the call loop (pm-runtime/src/rpc/server/first_poll.rs and
-//! `CallLoop::start_call`, d477c81): every call is polled once where it is read, with a no-op
-//! waker; one that finishes is answered there, one that waits goes to a runner.
+//! `CallLoop::start_call`). Its first version (d477c81) polled every call once where it was
+//! read, with a no-op waker; one that finished was answered there, one that waited went to a
+//! runner. The tests marked "FINDING" failed on it. Since, a method is on probation first
+//! (its calls run on runners, timed, until 8 in a row were quick), a struck-out method stays
+//! off for good whatever its calls' count, the first poll's time counts against the deadline,
+//! and a call polled already does not wait behind a backlog. The tests of the loop path
+//! put their method through its probation first (`promote`).
 //!
 //! A raw peer speaks frames to a process hosted in this test's own (multi-threaded) runtime,
 //! as a process binary or an `Isolation::None` instance is; one test goes through a
@@ -53,6 +58,10 @@ impl Probe {
         let tag = tag as usize;
         STARTED[tag].store(true, SeqCst);
         let until = Instant::now() + Duration::from_millis(millis);
+        if millis == 0 && RELEASE[tag].load(SeqCst) {
+            // Released already (the probation's calls): quick.
+            return 7;
+        }
         // In place, so the runtime's other threads (timers, sockets) go on meanwhile.
         tokio::task::block_in_place(|| {
             while !RELEASE[tag].load(SeqCst) && (millis == 0 || Instant::now() < until) {
@@ -73,8 +82,13 @@ impl Probe {
     /// Blocks its thread for `block_ms`, then waits `wait_ms` without blocking.
     #[public]
     pub async fn block_then_wait(&self, block_ms: u64, wait_ms: u64) -> u64 {
-        tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(block_ms)));
-        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        // Zeros (the probation's calls) are quick: no hand-over of the thread, no timer.
+        if block_ms > 0 {
+            tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(block_ms)));
+        }
+        if wait_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        }
         BODIES_FINISHED.fetch_add(1, SeqCst);
         block_ms + wait_ms
     }
@@ -135,7 +149,8 @@ impl Probe {
         self.bumps
     }
 
-    /// Whether this call ran in a task, and in the same one before and after its first wait.
+    /// Whether this call ran in a task, and in the same one before and after its first wait
+    /// (not once its method is polled in the call loop: the first poll is the loop's task).
     #[public]
     pub async fn task_ids(&self) -> (bool, bool) {
         let before = tokio::task::try_id();
@@ -268,14 +283,36 @@ async fn quick_calls(conn: &mut Connection, first: u64, n: u64) {
         for i in 0..batch {
             call(conn, id + i, FILLERS[((id + i) % 4) as usize], &());
         }
-        for i in 0..batch {
+        let mut missing: std::collections::HashSet<u64> = (id..id + batch).collect();
+        while !missing.is_empty() {
             let frame = next_frame(conn, LIMIT).await.expect("a quick reply");
             assert_eq!(frame.kind(), FrameKind::ReplyOk, "{frame:?}");
-            assert_eq!(frame.id(), id + i, "quick calls answered in order");
+            assert!(missing.remove(&frame.id()), "an unexpected reply {frame:?}");
         }
         id += batch;
     }
 }
+
+/// Calls `method` with `args` until it has had a probation's worth of quick calls in a row
+/// (twice over, as a loaded machine can make one slow): from then on it is polled in the loop.
+async fn promote<A: serde::Serialize>(
+    conn: &mut Connection,
+    first_id: u64,
+    method: &str,
+    args: &A,
+) {
+    for i in 0..32 {
+        call(conn, first_id + i, method, args);
+        let mut other = Vec::new();
+        let reply = reply_to(conn, first_id + i, LIMIT, &mut other)
+            .await
+            .expect("a probation call answered");
+        assert_eq!(reply.kind(), FrameKind::ReplyOk, "{reply:?} {other:?}");
+    }
+}
+
+/// Flag of the `stall` calls that put it through its probation: released from the start.
+const PROMOTION_TAG: usize = 15;
 
 // ---------------------------------------------------------------------------------------
 // FINDING 1: a call whose first poll blocks its thread holds up the whole connection for as
@@ -385,6 +422,8 @@ async fn quick_call_gets_past_a_struck_out_method(
     tag_quick: usize,
     tag_gate: usize,
 ) -> (bool, Vec<Frame>) {
+    RELEASE[PROMOTION_TAG].store(true, SeqCst);
+    promote(conn, 5_000, "stall", &(PROMOTION_TAG as u32, 0u64)).await;
     quick_calls(conn, 1_000, quick).await;
     for id in 0..3u64 {
         call(conn, 50 + id, "stall", &(tag_quick as u32, 5u64));
@@ -441,6 +480,7 @@ async fn three_slow_first_polls_in_a_row_move_a_method_off_even_across_a_forgivi
 async fn a_calls_deadline_counts_the_time_its_first_poll_took() {
     let hosted = host_probe("deadline").await;
     let mut conn = handshaken(&hosted).await;
+    promote(&mut conn, 5_000, "block_then_wait", &(0u64, 0u64)).await;
     let finished_before = BODIES_FINISHED.load(SeqCst);
     let started = Instant::now();
     call_within(
@@ -476,16 +516,31 @@ async fn a_calls_deadline_counts_the_time_its_first_poll_took() {
 // task) sees one call as two tasks; before, a call ran within one runner task throughout.
 // ---------------------------------------------------------------------------------------
 
+/// Documented since (first_poll.rs): on probation a call runs in one runner task throughout;
+/// once its method is promoted, its first poll runs in the call loop's task and the rest on a
+/// runner. That change is also what shows the promotion from outside.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_runs_in_one_task_from_its_first_poll_to_its_reply() {
+async fn a_method_runs_in_one_task_per_call_on_probation_and_is_polled_in_the_loop_after() {
     let hosted = host_probe("task-id").await;
     let mut conn = handshaken(&hosted).await;
-    call(&conn, 10, "task_ids", &());
-    let (in_a_task, same_task) = ok_reply::<(bool, bool)>(&mut conn, 10).await;
-    assert!(in_a_task);
+    for id in 0..8u64 {
+        call(&conn, 10 + id, "task_ids", &());
+        let (in_a_task, same_task) = ok_reply::<(bool, bool)>(&mut conn, 10 + id).await;
+        assert!(in_a_task);
+        assert!(same_task, "call {id} of the probation changed tasks");
+    }
+    let mut promoted = false;
+    for id in 8..400u64 {
+        call(&conn, 10 + id, "task_ids", &());
+        let (_, same_task) = ok_reply::<(bool, bool)>(&mut conn, 10 + id).await;
+        if !same_task {
+            promoted = true;
+            break;
+        }
+    }
     assert!(
-        same_task,
-        "the call's task id changed across its first await (call loop, then runner)"
+        promoted,
+        "400 quick calls and `task_ids` was never polled in the loop"
     );
 }
 
@@ -503,8 +558,23 @@ async fn calls_that_wake_themselves_in_their_first_poll_are_answered() {
         let id = 100 + 2 * round;
         call(&conn, id, "yield_once", &());
         call(&conn, id + 1, "burn_budget", &());
-        assert_eq!(ok_reply::<u64>(&mut conn, id).await, 5);
-        assert_eq!(ok_reply::<u64>(&mut conn, id + 1).await, 6);
+        let mut answers = std::collections::HashMap::new();
+        while answers.len() < 2 {
+            let frame = next_frame(&mut conn, LIMIT).await.expect("a reply");
+            assert_eq!(
+                frame.kind(),
+                FrameKind::ReplyOk,
+                "{:?}",
+                decode_error(&frame)
+            );
+            let answer = frame.decode::<u64>().expect("u64");
+            assert!(
+                answers.insert(frame.id(), answer).is_none(),
+                "answered twice"
+            );
+        }
+        assert_eq!(answers.get(&id), Some(&5), "{answers:?}");
+        assert_eq!(answers.get(&(id + 1)), Some(&6), "{answers:?}");
     }
 }
 
@@ -517,16 +587,20 @@ async fn a_panic_in_the_first_poll_is_one_error_reply_and_the_connection_goes_on
         call(&conn, 10 + 2 * round, "boom", &());
         call(&conn, 11 + 2 * round, "f1", &());
     }
-    for round in 0..20u64 {
-        let boom = next_frame(&mut conn, LIMIT).await.expect("a reply");
-        assert_eq!(boom.id(), 10 + 2 * round);
-        let error = decode_error(&boom);
-        assert_eq!(error.kind, RemoteErrorKind::Panic, "{error:?}");
-        assert!(error.message.contains("boom before any await"), "{error:?}");
-        let quick = next_frame(&mut conn, LIMIT).await.expect("a reply");
-        assert_eq!(quick.id(), 11 + 2 * round);
-        assert_eq!(quick.decode::<u32>().expect("u32"), 1);
+    let mut seen = std::collections::HashMap::<u64, u32>::new();
+    while seen.len() < 40 {
+        let frame = next_frame(&mut conn, LIMIT).await.expect("a reply");
+        assert!((10..50).contains(&frame.id()), "{frame:?}");
+        *seen.entry(frame.id()).or_default() += 1;
+        if frame.id() % 2 == 0 {
+            let error = decode_error(&frame);
+            assert_eq!(error.kind, RemoteErrorKind::Panic, "{error:?}");
+            assert!(error.message.contains("boom before any await"), "{error:?}");
+        } else {
+            assert_eq!(frame.decode::<u32>().expect("u32"), 1);
+        }
     }
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
     // Nothing else comes (no second reply to any call): a round trip shows the queue empty.
     call(&conn, 99, "f2", &());
     assert_eq!(ok_reply::<u32>(&mut conn, 99).await, 2);
@@ -591,8 +665,9 @@ async fn exclusive_calls_contending_with_shared_ones_on_runners_are_all_answered
     assert_eq!(ok_reply::<u64>(&mut conn, 9).await, N + 1);
 }
 
-/// Calls that finish in their first poll, and a cancel right behind each one (which finds
-/// nothing to cancel): every call answered once, and health checks between them too.
+/// Calls that finish in their first poll, and a cancel right behind each one (which then
+/// finds nothing to cancel; before d477c81 it could also win, and the call went unanswered):
+/// no call is answered twice, and every call behind a cancel is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancels_behind_calls_finished_in_their_first_poll_lose_nothing() {
     let hosted = host_probe("cancels").await;
@@ -603,22 +678,41 @@ async fn cancels_behind_calls_finished_in_their_first_poll_lose_nothing() {
         conn.sender
             .send(Frame::empty(FrameKind::Cancel, id))
             .expect("open");
-        call(&conn, id + 1, "$health", &());
+        call(&conn, id + 1, "f1", &());
     }
+    // A round trip behind them all, through a slow call so that every earlier call has
+    // finished (and its reply been sent) before this reply is.
+    call(&conn, 999, "hold_shared", &(300u64,));
+    let mut other = Vec::new();
+    let last = reply_to(&mut conn, 999, LIMIT, &mut other)
+        .await
+        .expect("the last call answered");
+    assert_eq!(last.kind(), FrameKind::ReplyOk, "{:?}", decode_error(&last));
     let mut seen = std::collections::HashMap::<u64, u32>::new();
-    while seen.len() < 200 {
-        let frame = next_frame(&mut conn, LIMIT).await.expect("a reply");
+    for frame in &other {
         assert_eq!(
             frame.kind(),
             FrameKind::ReplyOk,
             "{:?}",
-            decode_error(&frame)
+            decode_error(frame)
         );
         *seen.entry(frame.id()).or_default() += 1;
     }
     assert!(seen.values().all(|n| *n == 1), "{seen:?}");
-    call(&conn, 999, "f0", &());
-    assert_eq!(ok_reply::<u32>(&mut conn, 999).await, 0);
+    for round in 0..100u64 {
+        let id = 11 + 2 * round;
+        assert_eq!(seen.get(&id), Some(&1), "call {id} unanswered");
+    }
+    call(&conn, 1_000, "$health", &());
+    let health = reply_to(&mut conn, 1_000, LIMIT, &mut other)
+        .await
+        .expect("the health check answered");
+    assert_eq!(
+        health.kind(),
+        FrameKind::ReplyOk,
+        "{:?}",
+        decode_error(&health)
+    );
 }
 
 /// The typed client sees a method's panic in its first poll as `Error::Remote` with kind

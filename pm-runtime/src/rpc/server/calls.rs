@@ -2,7 +2,7 @@
 //! has something to wait for) run by a runner task, bounded, cancellable; each ending in
 //! exactly one reply.
 
-use super::first_poll::{FirstPoll, Placement};
+use super::first_poll::{FirstOutcome, FirstPoll, Placement};
 use super::runners::{InFlight, Job, Runners};
 use super::*;
 
@@ -212,14 +212,19 @@ impl<P: Process> CallLoop<P> {
         } else {
             self.first_poll.place(method)
         };
-        if placement == Placement::Loop {
-            if let Some(result) = self.first_poll.poll(method, &mut future) {
-                drop(future);
-                self.send(
-                    result.unwrap_or_else(|error| encode_error(id, &error, self.opts.max_frame)),
-                );
-                drop(permit);
-                return;
+        let mut first_poll = None;
+        if let Placement::Loop(ticket) = placement {
+            match self.first_poll.poll(ticket, &mut future) {
+                FirstOutcome::Done(result) => {
+                    drop(future);
+                    self.send(
+                        result
+                            .unwrap_or_else(|error| encode_error(id, &error, self.opts.max_frame)),
+                    );
+                    drop(permit);
+                    return;
+                }
+                FirstOutcome::Waiting { took } => first_poll = Some(took),
             }
         }
         let job = Job {
@@ -227,9 +232,10 @@ impl<P: Process> CallLoop<P> {
             permit,
             future,
             deadline: call.deadline,
+            first_poll,
             probe: match placement {
                 Placement::Probe(ticket) => Some(ticket),
-                Placement::Loop | Placement::Runner => None,
+                Placement::Loop(_) | Placement::Runner => None,
             },
         };
         // Registered under the lock the runner needs to deregister, so it cannot finish first.
@@ -368,19 +374,26 @@ fn call_future<P: Process>(
     })
 }
 
-/// Runs a call's future within its deadline; a panic becomes an error.
-pub(super) async fn run_call<F>(future: F, deadline: Option<Duration>) -> DispatchResult
+/// Runs a call's future within its deadline, of which `spent` is gone already (a first poll
+/// in the call loop); a panic becomes an error.
+pub(super) async fn run_call<F>(
+    future: F,
+    deadline: Option<Duration>,
+    spent: Duration,
+) -> DispatchResult
 where
     F: std::future::Future<Output = DispatchResult> + Unpin,
 {
     let outcome = match deadline {
-        Some(limit) => match tokio::time::timeout(limit, CatchUnwind(future)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Ok(Err(RemoteError::new(
-                RemoteErrorKind::DeadlineExceeded,
-                format!("the call's deadline of {limit:?} passed; the process aborted it"),
-            ))),
-        },
+        Some(limit) => {
+            match tokio::time::timeout(limit.saturating_sub(spent), CatchUnwind(future)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Ok(Err(RemoteError::new(
+                    RemoteErrorKind::DeadlineExceeded,
+                    format!("the call's deadline of {limit:?} passed; the process aborted it"),
+                ))),
+            }
+        }
         None => CatchUnwind(future).await,
     };
     outcome.unwrap_or_else(|panic| Err(RemoteError::new(RemoteErrorKind::Panic, panic)))

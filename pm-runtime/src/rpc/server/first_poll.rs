@@ -16,11 +16,26 @@
 //!   ([`DEFAULT_BUDGET`]), its calls are polled in the loop. A method that blocks never gets
 //!   there, so the loop never waits on it.
 //! - **A promoted method can strike out.** Each first poll in the loop is timed; a method
-//!   whose first poll took longer than the budget [`STRIKES`] times is not polled in the loop
+//!   whose first polls took longer than the budget [`STRIKES`] times within
+//!   [`FORGIVE_AFTER`] of its calls (counted from its first strike) is not polled in the loop
 //!   again on that connection. A thread preempted in the middle of a quick poll (a loaded
-//!   machine does that) makes one slow poll now and then, not several in a row, so strikes
-//!   are forgiven every [`FORGIVE_AFTER`] polls. A quick method that starts to block costs the
-//!   loop at most [`STRIKES`] slow polls.
+//!   machine does that) makes one slow poll now and then, not several close together. A
+//!   quick method that starts to block costs the loop [`STRIKES`] slow polls.
+//!
+//! What this changes for a method, once promoted:
+//! - A call's first poll runs in the call loop's task, the rest (if any) in a runner's:
+//!   `tokio::task::try_id()` differs across the call's first wait.
+//! - A promoted method that then blocks its thread holds up its connection's reading for as
+//!   long as that poll blocks, up to [`STRIKES`] times; one that blocks until another call on
+//!   the same connection arrives never sees it (on a runner, it blocked a worker thread, and
+//!   the loop went on reading). Such a method should not be promoted: set
+//!   [`FIRST_POLL_BUDGET_ENV`] to `0`, or keep the blocking off the runtime
+//!   (`spawn_blocking`).
+//!
+//! What it does not change: the time a first poll took counts against the call's deadline
+//! on the runner that takes the call on; a call polled in the loop and not finished does not
+//! wait behind a client's backed-up replies before it is polled again (it may hold the
+//! instance's lock).
 //!
 //! [`FIRST_POLL_BUDGET_ENV`] sets another budget, or turns polling in the loop off.
 //!
@@ -28,7 +43,6 @@
 //! waits; the runner's first poll registers the runner's waker in its place, as every future
 //! must on each poll, and looks again at whatever the no-op wake-up would have announced.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -47,11 +61,12 @@ pub(super) const DEFAULT_BUDGET: Duration = Duration::from_micros(200);
 /// Quick calls in a row on runners after which a method's calls are polled in the loop.
 pub(super) const PROMOTE_AFTER: u32 = 8;
 
-/// Slow first polls, within [`FORGIVE_AFTER`] polls, after which a method's calls go to
-/// runners for good.
+/// Slow first polls, within [`FORGIVE_AFTER`] calls of the method, after which its calls go
+/// to runners for good.
 pub(super) const STRIKES: u32 = 3;
 
-/// Every this many first polls in the loop, strikes are forgiven.
+/// A method's strikes are forgiven once this many of its calls have been placed in the loop
+/// since its first strike.
 pub(super) const FORGIVE_AFTER: u32 = 1024;
 
 /// At most this many methods are tracked; calls of any other go to runners.
@@ -75,8 +90,8 @@ fn budget() -> Option<Duration> {
 /// Where a call of a method runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Placement {
-    /// Polled once in the loop.
-    Loop,
+    /// Polled once in the loop: report how long with [`FirstPoll::poll`] and this ticket.
+    Loop(Ticket),
     /// On a runner, timed: report the outcome with [`FirstPoll::probed`] and this ticket.
     Probe(Ticket),
     /// On a runner.
@@ -91,8 +106,9 @@ pub(super) struct Ticket(usize);
 enum Standing {
     /// On runners, with this many quick calls in a row.
     Probation(u32),
-    /// Polled in the loop, with this many strikes.
-    Promoted(u32),
+    /// Polled in the loop, with this many strikes, and this many calls placed in the loop
+    /// since the first of them.
+    Promoted { strikes: u32, since: u32 },
     /// On runners for good.
     StruckOut,
 }
@@ -109,9 +125,6 @@ struct Tracked {
 pub(super) struct FirstPoll {
     /// A call or first poll longer than this is slow; `None`: no call is polled in the loop.
     budget: Option<Duration>,
-    /// First polls in the loop since strikes were last forgiven. Only the loop counts: a load
-    /// and a store, no read-modify-write.
-    polls: AtomicU32,
     /// Methods seen, in the order first seen (a ticket is an index: entries are never
     /// removed).
     methods: Mutex<Vec<Tracked>>,
@@ -126,7 +139,6 @@ impl FirstPoll {
     fn with_budget(budget: Option<Duration>) -> Self {
         Self {
             budget,
-            polls: AtomicU32::new(0),
             methods: Mutex::new(Vec::new()),
         }
     }
@@ -148,8 +160,16 @@ impl FirstPoll {
             }
             None => return Placement::Runner,
         };
-        match methods[index].standing {
-            Standing::Promoted(_) => Placement::Loop,
+        match &mut methods[index].standing {
+            Standing::Promoted { strikes, since } => {
+                if *strikes > 0 {
+                    *since += 1;
+                    if *since > FORGIVE_AFTER {
+                        *strikes = 0;
+                    }
+                }
+                Placement::Loop(Ticket(index))
+            }
             Standing::Probation(_) => Placement::Probe(Ticket(index)),
             Standing::StruckOut => Placement::Runner,
         }
@@ -173,74 +193,73 @@ impl FirstPoll {
                     method = &*tracked.method,
                     "calls are polled in the call loop"
                 );
-                Standing::Promoted(0)
+                Standing::Promoted {
+                    strikes: 0,
+                    since: 0,
+                }
             } else {
                 Standing::Probation(quick + 1)
             };
         }
     }
 
-    /// Polls `future`, a call of `method` placed in the loop, once, here. `Some` with its
-    /// result when it finished (a panic is an error result; the future must then be dropped),
-    /// `None` when it waits for something and must go to a runner.
+    /// Polls `future`, a call placed in the loop with `ticket`, once, here.
     pub(super) fn poll(
         &self,
-        method: &str,
+        ticket: Ticket,
         future: &mut BoxFuture<'static, DispatchResult>,
-    ) -> Option<DispatchResult> {
+    ) -> FirstOutcome {
         let mut cx = Context::from_waker(Waker::noop());
         let started = Instant::now();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             future.as_mut().poll(&mut cx)
         }));
         let took = started.elapsed();
-        if self.budget.is_some_and(|budget| took > budget) {
-            self.strike(method, took);
-        }
-        self.count_poll();
+        self.polled(ticket, took);
         match outcome {
-            Ok(Poll::Ready(result)) => Some(result),
-            Ok(Poll::Pending) => None,
-            Err(payload) => Some(Err(RemoteError::new(
+            Ok(Poll::Ready(result)) => FirstOutcome::Done(result),
+            Ok(Poll::Pending) => FirstOutcome::Waiting { took },
+            Err(payload) => FirstOutcome::Done(Err(RemoteError::new(
                 RemoteErrorKind::Panic,
                 panic_message(payload.as_ref()),
             ))),
         }
     }
 
-    /// Counts a poll in the loop, and forgives strikes every [`FORGIVE_AFTER`] of them.
-    fn count_poll(&self) {
-        let polls = self.polls.load(Ordering::Relaxed) + 1;
-        if polls < FORGIVE_AFTER {
-            self.polls.store(polls, Ordering::Relaxed);
+    /// A first poll in the loop of the call placed with `ticket` took `took`: a strike when
+    /// it was over the budget.
+    fn polled(&self, ticket: Ticket, took: Duration) {
+        if self.budget.is_none_or(|budget| took <= budget) {
             return;
         }
-        self.polls.store(0, Ordering::Relaxed);
-        for tracked in lock(&self.methods).iter_mut() {
-            if let Standing::Promoted(strikes) = &mut tracked.standing {
-                *strikes = 0;
-            }
-        }
-    }
-
-    fn strike(&self, method: &str, took: Duration) {
         let mut methods = lock(&self.methods);
-        let Some(tracked) = methods.iter_mut().find(|t| &*t.method == method) else {
+        let Some(tracked) = methods.get_mut(ticket.0) else {
             return;
         };
-        if let Standing::Promoted(strikes) = tracked.standing {
+        if let Standing::Promoted { strikes, .. } = tracked.standing {
             tracked.standing = if strikes + 1 >= STRIKES {
                 tracing::debug!(
-                    method,
+                    method = &*tracked.method,
                     ?took,
                     "a call's first poll took long again: this method's calls go to runners from now on"
                 );
                 Standing::StruckOut
             } else {
-                Standing::Promoted(strikes + 1)
+                Standing::Promoted {
+                    strikes: strikes + 1,
+                    since: 0,
+                }
             };
         }
     }
+}
+
+/// What a first poll in the loop came to.
+pub(super) enum FirstOutcome {
+    /// The call finished (a panic is an error result): the future must be dropped.
+    Done(DispatchResult),
+    /// The call waits for something, and goes to a runner; the poll took `took`.
+    Waiting { took: Duration },
 }
 
 #[cfg(test)]
@@ -258,23 +277,25 @@ mod tests {
         })
     }
 
-    fn blocking() -> BoxFuture<'static, DispatchResult> {
-        Box::pin(async {
-            std::thread::sleep(DEFAULT_BUDGET * 2);
-            pm_core::wire::encode_reply(1, &1u8, 1024)
-                .map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e.to_string()))
-        })
-    }
+    const QUICK: Duration = Duration::from_micros(5);
+    const SLOW: Duration = Duration::from_millis(5);
 
-    /// Puts `method` through probation with quick calls.
-    fn promote(first: &FirstPoll, method: &str) {
+    /// Puts `method` through probation with quick calls; its ticket in the loop.
+    fn promote(first: &FirstPoll, method: &str) -> Ticket {
         for _ in 0..PROMOTE_AFTER {
             let Placement::Probe(ticket) = first.place(method) else {
                 panic!("{method} is not on probation");
             };
-            first.probed(ticket, DEFAULT_BUDGET / 10);
+            first.probed(ticket, QUICK);
         }
-        assert_eq!(first.place(method), Placement::Loop);
+        loop_ticket(first, method)
+    }
+
+    fn loop_ticket(first: &FirstPoll, method: &str) -> Ticket {
+        match first.place(method) {
+            Placement::Loop(ticket) => ticket,
+            other => panic!("{method} is not polled in the loop: {other:?}"),
+        }
     }
 
     #[test]
@@ -284,13 +305,13 @@ mod tests {
             let Placement::Probe(ticket) = first.place("add") else {
                 panic!("not on probation");
             };
-            first.probed(ticket, DEFAULT_BUDGET / 10);
+            first.probed(ticket, QUICK);
         }
         // A slow one starts the count again.
         let Placement::Probe(ticket) = first.place("add") else {
             panic!("not on probation");
         };
-        first.probed(ticket, DEFAULT_BUDGET * 2);
+        first.probed(ticket, SLOW);
         assert!(matches!(first.place("add"), Placement::Probe(_)));
         promote(&first, "add");
         assert!(
@@ -302,78 +323,118 @@ mod tests {
     #[test]
     fn a_call_with_nothing_to_wait_for_finishes_in_its_first_poll() {
         let first = first_poll();
-        let mut future = ready(7);
-        let frame = first
-            .poll("add", &mut future)
-            .expect("finished")
-            .expect("ok");
-        assert_eq!(frame.id(), 7);
+        let ticket = promote(&first, "add");
+        let FirstOutcome::Done(result) = first.poll(ticket, &mut ready(7)) else {
+            panic!("not finished");
+        };
+        assert_eq!(result.expect("ok").id(), 7);
     }
 
     #[test]
     fn a_call_that_waits_is_left_for_a_runner() {
         let first = first_poll();
+        let ticket = promote(&first, "wait");
         let mut future: BoxFuture<'static, DispatchResult> = Box::pin(async {
             std::future::pending::<()>().await;
             unreachable!("never woken")
         });
-        assert!(first.poll("wait", &mut future).is_none());
+        assert!(matches!(
+            first.poll(ticket, &mut future),
+            FirstOutcome::Waiting { .. }
+        ));
     }
 
     #[test]
     fn a_panic_in_the_first_poll_is_an_error_result() {
         let first = first_poll();
+        let ticket = promote(&first, "boom");
         let mut future: BoxFuture<'static, DispatchResult> = Box::pin(async { panic!("boom") });
-        let error = first
-            .poll("boom", &mut future)
-            .expect("finished")
-            .expect_err("a panic");
+        let FirstOutcome::Done(result) = first.poll(ticket, &mut future) else {
+            panic!("not finished");
+        };
+        let error = result.expect_err("a panic");
         assert_eq!(error.kind, RemoteErrorKind::Panic);
         assert!(error.message.contains("boom"), "{error:?}");
     }
 
     #[test]
+    fn a_first_poll_that_blocks_is_timed_as_a_strike() {
+        let first = first_poll();
+        let ticket = promote(&first, "crunch");
+        for _ in 0..STRIKES {
+            let mut future: BoxFuture<'static, DispatchResult> = Box::pin(async {
+                std::thread::sleep(DEFAULT_BUDGET * 2);
+                std::future::pending::<()>().await;
+                unreachable!("never woken")
+            });
+            let FirstOutcome::Waiting { took } = first.poll(ticket, &mut future) else {
+                panic!("finished");
+            };
+            assert!(took > DEFAULT_BUDGET, "{took:?}");
+        }
+        assert_eq!(first.place("crunch"), Placement::Runner);
+    }
+
+    #[test]
     fn a_promoted_method_whose_first_polls_block_goes_to_runners_for_good() {
         let first = first_poll();
-        promote(&first, "crunch");
+        let crunch = promote(&first, "crunch");
         promote(&first, "add");
         for strike in 1..=STRIKES {
             assert_eq!(
-                first.place("crunch"),
-                Placement::Loop,
+                loop_ticket(&first, "crunch"),
+                crunch,
                 "before strike {strike}"
             );
-            assert!(first.poll("crunch", &mut blocking()).is_some());
+            first.polled(crunch, SLOW);
         }
         assert_eq!(first.place("crunch"), Placement::Runner);
-        for i in 0..2 * FORGIVE_AFTER {
-            assert!(first.poll("add", &mut ready(u64::from(i))).is_some());
+        for _ in 0..2 * FORGIVE_AFTER {
+            let add = loop_ticket(&first, "add");
+            first.polled(add, QUICK);
         }
         assert_eq!(
             first.place("crunch"),
             Placement::Runner,
             "struck out for good"
         );
-        assert_eq!(
-            first.place("add"),
-            Placement::Loop,
-            "only the slow method is moved off the loop"
-        );
+        loop_ticket(&first, "add");
     }
 
     #[test]
-    fn an_occasional_slow_poll_is_forgiven() {
+    fn slow_polls_close_together_strike_out_wherever_they_fall() {
+        // Whatever number of the method's calls came before, three slow first polls in a row
+        // strike it out.
+        for before in [0, 1, FORGIVE_AFTER - 1, FORGIVE_AFTER, FORGIVE_AFTER + 1] {
+            let first = first_poll();
+            promote(&first, "add");
+            for _ in 0..before {
+                first.polled(loop_ticket(&first, "add"), QUICK);
+            }
+            for _ in 0..STRIKES {
+                first.polled(loop_ticket(&first, "add"), SLOW);
+            }
+            assert_eq!(
+                first.place("add"),
+                Placement::Runner,
+                "after {before} quick calls"
+            );
+        }
+    }
+
+    #[test]
+    fn slow_polls_far_apart_are_forgiven() {
         let first = first_poll();
         promote(&first, "add");
         for _ in 0..3 * STRIKES {
             for _ in 0..STRIKES - 1 {
-                assert!(first.poll("add", &mut blocking()).is_some());
+                first.polled(loop_ticket(&first, "add"), SLOW);
             }
-            for i in 0..FORGIVE_AFTER {
-                assert!(first.poll("add", &mut ready(u64::from(i))).is_some());
+            for _ in 0..=FORGIVE_AFTER {
+                first.polled(loop_ticket(&first, "add"), QUICK);
             }
         }
-        assert_eq!(first.place("add"), Placement::Loop);
+        loop_ticket(&first, "add");
     }
 
     #[test]
@@ -381,6 +442,7 @@ mod tests {
         let first = FirstPoll::with_budget(None);
         for _ in 0..2 * PROMOTE_AFTER {
             assert_eq!(first.place("add"), Placement::Runner);
+            first.probed(Ticket(0), QUICK);
         }
     }
 

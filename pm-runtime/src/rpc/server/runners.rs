@@ -31,6 +31,10 @@ pub(super) struct Job {
     pub(super) permit: OwnedSemaphorePermit,
     pub(super) future: crate::process::BoxFuture<'static, DispatchResult>,
     pub(super) deadline: Option<Duration>,
+    /// Set when the call was polled once already, in the call loop: how long that took, which
+    /// counts against its deadline. Such a call may hold something (the instance's lock), so
+    /// it does not wait behind the client's backed-up replies.
+    pub(super) first_poll: Option<Duration>,
     /// Set when the call is timed for its method's probation: how long it took, from its
     /// start here to its reply, is reported to the connection's [`FirstPoll`].
     pub(super) probe: Option<Ticket>,
@@ -164,6 +168,7 @@ impl Shared {
             permit,
             future,
             deadline,
+            first_poll,
             probe,
         } = job;
         let _permit = permit;
@@ -174,12 +179,12 @@ impl Shared {
         // against the call's deadline. It is rare, and boxed: its future would make every
         // runner's larger.
         let future = std::pin::pin!(async {
-            if self.sender.is_backlogged() {
+            if first_poll.is_none() && self.sender.is_backlogged() {
                 Box::pin(self.sender.writable()).await;
             }
             future.await
         });
-        let frame = match run_call(future, deadline).await {
+        let frame = match run_call(future, deadline, first_poll.unwrap_or_default()).await {
             Ok(frame) => frame,
             Err(error) => encode_error(id, &error, self.max_frame),
         };
@@ -222,6 +227,7 @@ mod tests {
             permit: slots.clone().try_acquire_owned().expect("a free slot"),
             future,
             deadline: None,
+            first_poll: None,
             probe: None,
         }
     }
