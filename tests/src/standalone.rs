@@ -178,3 +178,71 @@ pub async fn handshake(
     assert_eq!(ready.kind(), FrameKind::ReplyOk, "{ready:?}");
     conn
 }
+
+/// A process of type `P` hosted on a unix socket in a fresh directory, in the calling
+/// runtime (as a process binary hosts itself, without the binary): for tests that play its
+/// client and need to reach into the process. The hosting is aborted and the directory
+/// removed when dropped.
+pub struct InProcessHost {
+    task: tokio::task::JoinHandle<Result<(), pm_runtime::Error>>,
+    address: pm_runtime::Address,
+    dir: std::path::PathBuf,
+}
+
+impl InProcessHost {
+    /// Hosts `P` with `token` in a directory named after `name`, and waits until it listens.
+    ///
+    /// # Panics
+    /// If the directory cannot be made, or the host does not listen within 10 s.
+    pub async fn start<P: pm_runtime::Process>(name: &str, token: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "pm-tests-in-process-{}-{name}-{}",
+            std::process::id(),
+            unique()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("directory");
+        let path = dir.join("process.sock");
+        let address = pm_runtime::Address::Unix(path.clone());
+        let task = tokio::spawn(pm_runtime::host::host::<P>(
+            pm_runtime::host::HostOptions::new(address.clone(), token),
+        ));
+        let hosted = Self { task, address, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&path).is_err() {
+            assert!(Instant::now() < deadline, "the host never listened");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        hosted
+    }
+
+    /// A frame connection that has said hello with `token` and sent `init`, both answered.
+    ///
+    /// # Panics
+    /// If the connection or the handshake fails.
+    pub async fn handshaken(&self, token: &str) -> pm_transport::Connection {
+        let conn = pm_transport::connect(&self.address, token, 1 << 21)
+            .await
+            .expect("connect");
+        handshake(conn, token).await
+    }
+}
+
+impl Drop for InProcessHost {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The next frame on `conn` within `limit`; `None` when none came in time.
+///
+/// # Panics
+/// If the connection ends or fails instead.
+pub async fn frame_within(conn: &mut pm_transport::Connection, limit: Duration) -> Option<Frame> {
+    match tokio::time::timeout(limit, conn.receiver.recv()).await {
+        Ok(Some(Ok(Incoming::Frame(frame)))) => Some(frame),
+        Ok(other) => panic!("expected a frame, got {other:?}"),
+        Err(_) => None,
+    }
+}

@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use pm_core::wire::{decode_error, encode_call, Frame, FrameBuilder, FrameKind, Incoming};
+use pm_core::wire::{decode_error, encode_call, Frame, FrameBuilder, FrameKind};
 use pm_runtime::prelude::*;
 use pm_runtime::{Error, RemoteErrorKind};
 use pm_tests::within;
@@ -168,51 +168,18 @@ impl Probe {
 // ---------------------------------------------------------------------------------------
 // Helpers: `Probe` hosted on a unix socket in this runtime, and a raw peer.
 
-struct Hosted {
-    task: tokio::task::JoinHandle<Result<(), pm_runtime::Error>>,
-    address: pm_runtime::Address,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Hosted {
-    fn drop(&mut self) {
-        self.task.abort();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+type Hosted = pm_tests::standalone::InProcessHost;
 
 async fn host_probe(name: &str) -> Hosted {
-    let dir = std::env::temp_dir().join(format!("first-poll-review-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("directory");
-    let path = dir.join("probe.sock");
-    let address = pm_runtime::Address::Unix(path.clone());
-    let task = tokio::spawn(pm_runtime::host::host::<Probe>(
-        pm_runtime::host::HostOptions::new(address.clone(), TOKEN),
-    ));
-    let hosted = Hosted { task, address, dir };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&path).is_err() {
-        assert!(Instant::now() < deadline, "the host never listened");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    hosted
+    Hosted::start::<Probe>(name, TOKEN).await
 }
 
 async fn handshaken(hosted: &Hosted) -> Connection {
-    let conn = pm_transport::connect(&hosted.address, TOKEN, 1 << 21)
-        .await
-        .expect("connect");
-    pm_tests::standalone::handshake(conn, TOKEN).await
+    hosted.handshaken(TOKEN).await
 }
 
-/// The next frame within `limit`; `None` when none came in time.
 async fn next_frame(conn: &mut Connection, limit: Duration) -> Option<Frame> {
-    match tokio::time::timeout(limit, conn.receiver.recv()).await {
-        Ok(Some(Ok(Incoming::Frame(frame)))) => Some(frame),
-        Ok(other) => panic!("expected a frame, got {other:?}"),
-        Err(_) => None,
-    }
+    pm_tests::standalone::frame_within(conn, limit).await
 }
 
 fn call<A: serde::Serialize>(conn: &Connection, id: u64, method: &str, args: &A) {

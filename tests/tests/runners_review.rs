@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use pm_core::wire::{encode_call, Frame, FrameKind, Incoming};
+use pm_core::wire::{encode_call, Frame, FrameKind};
 use pm_runtime::prelude::*;
 use pm_tests::within;
 use pm_transport::Connection;
@@ -66,53 +66,18 @@ impl Gate {
     }
 }
 
-/// `Gate` hosted on a unix socket in this runtime; the hosting is aborted when dropped.
-struct Hosted {
-    task: tokio::task::JoinHandle<Result<(), pm_runtime::Error>>,
-    address: pm_runtime::Address,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Hosted {
-    fn drop(&mut self) {
-        self.task.abort();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+type Hosted = pm_tests::standalone::InProcessHost;
 
 async fn host_gate(name: &str) -> Hosted {
-    let dir = std::env::temp_dir().join(format!("runners-review-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("directory");
-    let path = dir.join("gate.sock");
-    let address = pm_runtime::Address::Unix(path.clone());
-    let task = tokio::spawn(pm_runtime::host::host::<Gate>(
-        pm_runtime::host::HostOptions::new(address.clone(), TOKEN),
-    ));
-    let hosted = Hosted { task, address, dir };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&path).is_err() {
-        assert!(Instant::now() < deadline, "the host never listened");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    hosted
+    Hosted::start::<Gate>(name, TOKEN).await
 }
 
-/// A frame connection to `hosted` that has said hello and sent `init`, both answered.
 async fn handshaken(hosted: &Hosted) -> Connection {
-    let conn = pm_transport::connect(&hosted.address, TOKEN, 1 << 21)
-        .await
-        .expect("connect");
-    pm_tests::standalone::handshake(conn, TOKEN).await
+    hosted.handshaken(TOKEN).await
 }
 
-/// The next frame within `limit`; `None` when none came in time.
 async fn next_frame(conn: &mut Connection, limit: Duration) -> Option<Frame> {
-    match tokio::time::timeout(limit, conn.receiver.recv()).await {
-        Ok(Some(Ok(Incoming::Frame(frame)))) => Some(frame),
-        Ok(other) => panic!("expected a frame, got {other:?}"),
-        Err(_) => None,
-    }
+    pm_tests::standalone::frame_within(conn, limit).await
 }
 
 fn call<A: serde::Serialize>(conn: &Connection, id: u64, method: &str, args: &A) {
