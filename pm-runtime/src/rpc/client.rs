@@ -1,19 +1,20 @@
 //! The client side of one connection: ids, multiplexing, deadlines, cancellation.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pm_core::trace::TraceContext;
 use pm_core::wire::{self, Frame, FrameKind, Incoming};
 use pm_core::{Error, RemoteError, RemoteErrorKind};
 use pm_transport::{Connection, FrameReceiver, FrameSender};
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
-use super::call_ids::CallIdMap;
+use super::reply_slots::{Reply, ReplySlots, SlotKey};
 use crate::spawn::ExitReceiver;
-
-type Waiter = oneshot::Sender<Result<Frame, Error>>;
 
 /// The internal method name of the health check.
 pub(crate) const HEALTH_METHOD: &str = "$health";
@@ -25,11 +26,12 @@ const EXIT_REASON_WAIT: Duration = Duration::from_millis(300);
 /// State shared by the callers and the reader task.
 struct Shared {
     process: String,
-    pending: Mutex<CallIdMap<Waiter>>,
-    /// Set once the connection is gone; new calls fail with it.
-    closed: Mutex<Option<Error>>,
+    /// The calls in flight, each waiting in a slot named by its id, and the closing error:
+    /// once it is set, new calls fail with it.
+    replies: ReplySlots,
     /// Raised the moment the reader sees the connection end, before it waits to learn how
-    /// the process ended: from then on nobody picks this connection for a new call.
+    /// the process ended, and by an abort: from then on nobody picks this connection for a
+    /// new call. Every call checks it, so it is an atomic rather than the slots' lock.
     ended: std::sync::atomic::AtomicBool,
     closed_signal: watch::Sender<bool>,
 }
@@ -40,7 +42,6 @@ pub(crate) struct RpcConnection {
     /// Dropped by [`RpcConnection::abort`], so an aborted connection closes at once (the
     /// peer sees end-of-stream) even while callers or supervision still hold this value.
     sender: Mutex<Option<FrameSender>>,
-    next_id: AtomicU64,
     permits: Semaphore,
     max_frame: usize,
     /// The OS pid the process reported, for logs.
@@ -77,8 +78,7 @@ impl RpcConnection {
         let (closed_signal, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             process: process.to_owned(),
-            pending: Mutex::new(CallIdMap::default()),
-            closed: Mutex::new(None),
+            replies: ReplySlots::default(),
             ended: std::sync::atomic::AtomicBool::new(false),
             closed_signal,
         });
@@ -86,7 +86,6 @@ impl RpcConnection {
         Arc::new(Self {
             shared,
             sender: Mutex::new(Some(conn.sender)),
-            next_id: AtomicU64::new(2),
             permits: Semaphore::new(max_in_flight),
             max_frame,
             pid,
@@ -100,7 +99,7 @@ impl RpcConnection {
 
     /// Whether the connection is gone (or has just ended and its calls are being failed).
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.ended.load(Ordering::Acquire) || lock(&self.shared.closed).is_some()
+        self.shared.ended.load(Ordering::Acquire)
     }
 
     /// Completes once the connection is gone.
@@ -154,25 +153,24 @@ impl RpcConnection {
             }
         }
         let remaining = due.map(|due| due.saturating_duration_since(tokio::time::Instant::now()));
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = wire::encode_call_raw(id, method, remaining, trace, args, self.max_frame)?;
-        let reply = self.send_request(id, frame)?;
-        let mut guard = CancelOnDrop {
-            conn: self,
-            id,
-            armed: true,
-        };
-        let outcome = match due {
+        let reply = self.send_request(true, |id| {
+            Ok(wire::encode_call_raw(
+                id,
+                method,
+                remaining,
+                trace,
+                args,
+                self.max_frame,
+            )?)
+        })?;
+        // A reply not awaited to the end (the deadline passed, the caller dropped the call)
+        // gives its slot back and tells the process to cancel the call.
+        let frame = match due {
             Some(due) => match tokio::time::timeout_at(due, reply).await {
-                Ok(outcome) => outcome,
+                Ok(outcome) => outcome?,
                 Err(_) => return Err(timed_out()),
             },
-            None => reply.await,
-        };
-        guard.armed = false;
-        let frame = match outcome {
-            Ok(result) => result?,
-            Err(_) => return Err(self.closed_error()),
+            None => reply.await?,
         };
         match frame.kind() {
             FrameKind::ReplyOk => Ok(frame),
@@ -218,25 +216,26 @@ impl RpcConnection {
         }
     }
 
-    /// Registers a waiter for `id` and sends its frame.
+    /// Takes a reply slot, builds the frame for its id and sends it. With `cancel_on_drop`,
+    /// dropping the returned wait before its reply arrives sends the process a cancel.
     fn send_request(
         &self,
-        id: u64,
-        frame: Frame,
-    ) -> Result<oneshot::Receiver<Result<Frame, Error>>, Error> {
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = lock(&self.shared.pending);
-            if let Some(err) = lock(&self.shared.closed).clone() {
-                return Err(err);
-            }
-            pending.insert(id, tx);
-        }
-        if !self.send(frame) {
-            lock(&self.shared.pending).remove(&id);
+        cancel_on_drop: bool,
+        frame: impl FnOnce(u64) -> Result<Frame, Error>,
+    ) -> Result<AwaitReply<'_>, Error> {
+        let key = self.shared.replies.take()?;
+        let mut reply = AwaitReply {
+            conn: self,
+            key,
+            cancel_on_drop: false,
+            finished: false,
+        };
+        // Until the frame is out, a dropped wait only gives the slot back.
+        if !self.send(frame(key.id())?) {
             return Err(self.closed_error());
         }
-        Ok(rx)
+        reply.cancel_on_drop = cancel_on_drop;
+        Ok(reply)
     }
 
     /// Queues a frame; `false` once the connection is closed or aborted.
@@ -247,8 +246,9 @@ impl RpcConnection {
     }
 
     fn closed_error(&self) -> Error {
-        lock(&self.shared.closed)
-            .clone()
+        self.shared
+            .replies
+            .closed()
             .unwrap_or_else(|| Error::Transport("connection closed".into()))
     }
 
@@ -256,14 +256,8 @@ impl RpcConnection {
     /// frames already queued are still written, then the peer sees end-of-stream, and the
     /// reader stops (so a socket some other process still holds open is released too).
     pub(crate) fn abort(&self, error: Error) {
-        let waiters: Vec<Waiter> = {
-            let mut pending = lock(&self.shared.pending);
-            lock(&self.shared.closed).get_or_insert(error.clone());
-            pending.drain().map(|(_, waiter)| waiter).collect()
-        };
-        for waiter in waiters {
-            let _ = waiter.send(Err(error.clone()));
-        }
+        self.shared.ended.store(true, Ordering::Release);
+        self.shared.replies.close(&error);
         self.shared.closed_signal.send_replace(true);
         lock(&self.sender).take();
     }
@@ -271,29 +265,41 @@ impl RpcConnection {
     /// Asks the process to shut down gracefully within `grace`, and waits for its answer or
     /// for the connection to close.
     pub(crate) async fn shutdown(&self, grace: Duration) -> Result<(), Error> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut builder = wire::FrameBuilder::new(FrameKind::Shutdown, id, self.max_frame);
-        builder.value(&u64::try_from(grace.as_millis()).unwrap_or(u64::MAX))?;
-        let reply = self.send_request(id, builder.finish()?)?;
-        match reply.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(err),
-            Err(_) => Err(self.closed_error()),
-        }
+        let reply = self.send_request(false, |id| {
+            let mut builder = wire::FrameBuilder::new(FrameKind::Shutdown, id, self.max_frame);
+            builder.value(&u64::try_from(grace.as_millis()).unwrap_or(u64::MAX))?;
+            Ok(builder.finish()?)
+        })?;
+        reply.await.map(|_| ())
     }
 }
 
-/// Sends a cancel for a call whose future was dropped before its reply arrived.
-struct CancelOnDrop<'a> {
+/// Waits for the reply in one slot. Dropped before the reply is taken, it gives the slot
+/// back, and, when the reply had not arrived and `cancel_on_drop` is set, sends the process a
+/// cancel for the call.
+struct AwaitReply<'a> {
     conn: &'a RpcConnection,
-    id: u64,
-    armed: bool,
+    key: SlotKey,
+    cancel_on_drop: bool,
+    finished: bool,
 }
 
-impl Drop for CancelOnDrop<'_> {
+impl Future for AwaitReply<'_> {
+    type Output = Reply;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        let this = self.get_mut();
+        let reply = this.conn.shared.replies.poll_reply(this.key, cx);
+        this.finished = reply.is_ready();
+        reply
+    }
+}
+
+impl Drop for AwaitReply<'_> {
     fn drop(&mut self) {
-        if self.armed && lock(&self.conn.shared.pending).remove(&self.id).is_some() {
-            self.conn.send(Frame::empty(FrameKind::Cancel, self.id));
+        if !self.finished && self.conn.shared.replies.abandon(self.key) && self.cancel_on_drop {
+            self.conn
+                .send(Frame::empty(FrameKind::Cancel, self.key.id()));
         }
     }
 }
@@ -353,20 +359,20 @@ async fn read_replies(
         match received {
             Some(Ok(Incoming::Frame(frame))) => match frame.kind() {
                 FrameKind::ReplyOk | FrameKind::ReplyErr => {
-                    if let Some(waiter) = lock(&shared.pending).remove(&frame.id()) {
-                        let _ = waiter.send(Ok(frame));
-                    }
+                    let id = frame.id();
+                    shared.replies.complete(id, Ok(frame));
                 }
                 other => {
                     tracing::warn!(process = %shared.process, kind = ?other, "ignored an unexpected frame");
                 }
             },
             Some(Ok(Incoming::Oversize { id, len, .. })) => {
-                if let Some(waiter) = lock(&shared.pending).remove(&id) {
-                    let _ = waiter.send(Err(Error::Protocol(format!(
+                shared.replies.complete(
+                    id,
+                    Err(Error::Protocol(format!(
                         "the reply of {len} bytes exceeds the frame limit"
-                    ))));
-                }
+                    ))),
+                );
             }
             Some(Err(err)) => break format!("connection failed: {err}"),
             None => break "connection closed".to_owned(),
@@ -386,15 +392,8 @@ async fn read_replies(
         process: shared.process.clone(),
         reason,
     };
-    let waiters: Vec<Waiter> = {
-        let mut pending = lock(&shared.pending);
-        // An abort (stop, kill) may already have said why; keep its word.
-        lock(&shared.closed).get_or_insert(error.clone());
-        pending.drain().map(|(_, waiter)| waiter).collect()
-    };
-    for waiter in waiters {
-        let _ = waiter.send(Err(error.clone()));
-    }
+    // An abort (stop, kill) may already have said why: the slots keep its word.
+    shared.replies.close(&error);
     shared.closed_signal.send_replace(true);
 }
 

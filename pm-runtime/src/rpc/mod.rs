@@ -3,4 +3,5 @@
 pub(crate) mod call_ids;
 pub(crate) mod client;
 pub(crate) mod handshake;
+pub(crate) mod reply_slots;
 pub(crate) mod server;
